@@ -1,0 +1,135 @@
+"""Activation functions and their hand-written derivatives.
+
+Each activation is an :class:`Activation`: ``fn(z)`` and ``grad(z) = d fn(z) / dz``, both
+elementwise functions of the pre-activation ``z``. The derivatives are written by hand so that
+:mod:`lab.backprop` can run the chain rule without ``jax.grad``; tests check them against it.
+
+Non-smooth points follow ``jax.grad``'s choices, so the hand-written backprop and autodiff agree
+exactly: ReLU'(0) = 0, LeakyReLU'(0) = 1, ELU'(0) = alpha.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+class Activation(NamedTuple):
+    """An elementwise activation ``fn`` and its derivative ``grad`` (both of the pre-activation)."""
+
+    name: str
+    fn: Callable[[Array], Array]
+    grad: Callable[[Array], Array]
+
+
+def sigmoid(z: Array) -> Array:
+    """sigma(z) = 1 / (1 + exp(-z)), computed stably for large |z|."""
+    return jax.nn.sigmoid(z)
+
+
+def sigmoid_grad(z: Array) -> Array:
+    """sigma'(z) = sigma(z) (1 - sigma(z)); at most 1/4, the root of vanishing gradients."""
+    s = jax.nn.sigmoid(z)
+    return s * (1 - s)
+
+
+def tanh(z: Array) -> Array:
+    """tanh(z)."""
+    return jnp.tanh(z)
+
+
+def tanh_grad(z: Array) -> Array:
+    """tanh'(z) = 1 - tanh(z)^2."""
+    t = jnp.tanh(z)
+    return 1 - t * t
+
+
+def relu(z: Array) -> Array:
+    """max(z, 0)."""
+    # jax.nn.relu, not jnp.maximum: maximum's derivative at a tie is 1/2, relu's is 0.
+    return jax.nn.relu(z)
+
+
+def relu_grad(z: Array) -> Array:
+    """1 for z > 0, else 0 (0 at z = 0, as ``jax.grad(jax.nn.relu)`` gives)."""
+    return (z > 0).astype(z.dtype)
+
+
+def leaky_relu(z: Array, negative_slope: float = 0.01) -> Array:
+    """z for z >= 0, negative_slope * z otherwise."""
+    return jnp.where(z >= 0, z, negative_slope * z)
+
+
+def leaky_relu_grad(z: Array, negative_slope: float = 0.01) -> Array:
+    """1 for z >= 0, negative_slope for z < 0 (matching ``jax.grad`` of :func:`leaky_relu`)."""
+    return jnp.where(z >= 0, jnp.ones_like(z), jnp.full_like(z, negative_slope))
+
+
+def elu(z: Array, alpha: float = 1.0) -> Array:
+    """z for z > 0, alpha (exp(z) - 1) otherwise."""
+    # The inner where keeps the unused branch finite (no inf * 0 = NaN in the grad); it is a
+    # where and not a minimum because minimum's derivative at a tie is 1/2.
+    return jnp.where(z > 0, z, alpha * jnp.expm1(jnp.where(z > 0, jnp.zeros_like(z), z)))
+
+
+def elu_grad(z: Array, alpha: float = 1.0) -> Array:
+    """1 for z > 0, alpha exp(z) otherwise."""
+    return jnp.where(z > 0, jnp.ones_like(z), alpha * jnp.exp(jnp.where(z > 0, jnp.zeros_like(z), z)))
+
+
+def identity(z: Array) -> Array:
+    """z (for linear models and the output layer)."""
+    return z
+
+
+def identity_grad(z: Array) -> Array:
+    """1."""
+    return jnp.ones_like(z)
+
+
+def softmax(logits: Array, axis: int = -1) -> Array:
+    """exp(z_i) / sum_j exp(z_j) along ``axis``, shifted by the max for stability."""
+    return jax.nn.softmax(logits, axis=axis)
+
+
+def log_softmax(logits: Array, axis: int = -1) -> Array:
+    """z_i - logsumexp(z) along ``axis``: finite even for logits of 1e4."""
+    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=axis, keepdims=True))
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
+
+
+_BUILDERS: dict[str, Callable[..., Activation]] = {
+    "sigmoid": lambda: Activation("sigmoid", sigmoid, sigmoid_grad),
+    "tanh": lambda: Activation("tanh", tanh, tanh_grad),
+    "relu": lambda: Activation("relu", relu, relu_grad),
+    "leaky_relu": lambda negative_slope=0.01: Activation(
+        "leaky_relu",
+        functools.partial(leaky_relu, negative_slope=negative_slope),
+        functools.partial(leaky_relu_grad, negative_slope=negative_slope),
+    ),
+    "elu": lambda alpha=1.0: Activation(
+        "elu", functools.partial(elu, alpha=alpha), functools.partial(elu_grad, alpha=alpha)
+    ),
+    "identity": lambda: Activation("identity", identity, identity_grad),
+}
+
+ACTIVATIONS: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def get_activation(name: str | Activation, **kwargs: float) -> Activation:
+    """Look an activation up by name; ``kwargs`` set ``negative_slope`` (leaky_relu) or ``alpha`` (elu).
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    if isinstance(name, Activation):
+        return name
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown activation {name!r}; valid names: {', '.join(ACTIVATIONS)}")
+    return _BUILDERS[name](**kwargs)

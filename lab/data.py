@@ -1,0 +1,185 @@
+"""Data that ships with a dependency or is generated: nothing is downloaded.
+
+- :func:`digits`: scikit-learn's bundled 8x8 digits (1797 images), pixels scaled to [0, 1],
+  a stratified 80/20 train/test split drawn from an explicit key.
+- :func:`two_moons`, :func:`circles`: 2D binary classification with Gaussian noise.
+- :func:`linear_regression_task`: ``y = x @ w_true + b_true + noise`` with known weights.
+- :data:`TEST_FUNCTIONS`: 2D surfaces with known minima for trajectory pictures.
+- :func:`batch_indices`: the indices of step ``t``'s batch, computed inside ``jit``.
+
+Every generator takes an explicit PRNG key: same key, same data.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+
+class Dataset(NamedTuple):
+    """A train/test split; ``x_*`` are (n, features) floats, ``y_*`` (n,) int labels or (n, k)."""
+
+    x_train: Array
+    y_train: Array
+    x_test: Array
+    y_test: Array
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_numpy() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int32)
+
+
+def digits(key: Array, test_fraction: float = 0.2) -> Dataset:
+    """The 8x8 digits: x in [0, 1] with 64 features, labels 0..9, stratified split.
+
+    Each class is shuffled with its own key folded from ``key`` and its first
+    ``round(test_fraction * n_class)`` images go to the test set, so both sets keep the class
+    proportions.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    x, y = _digits_numpy()
+    train_idx, test_idx = [], []
+    for c in range(10):
+        idx = np.flatnonzero(y == c)
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, c), idx.size))
+        n_test = int(round(test_fraction * idx.size))
+        test_idx.append(idx[perm[:n_test]])
+        train_idx.append(idx[perm[n_test:]])
+    tr, te = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+    return Dataset(jnp.asarray(x[tr]), jnp.asarray(y[tr]), jnp.asarray(x[te]), jnp.asarray(y[te]))
+
+
+def _moons(key: Array, n: int, noise: float) -> tuple[Array, Array]:
+    k_lab, k_t, k_noise = jax.random.split(key, 3)
+    y = jax.random.bernoulli(k_lab, 0.5, (n,)).astype(jnp.int32)
+    t = jax.random.uniform(k_t, (n,), jnp.float32, 0.0, jnp.pi)
+    upper = jnp.stack([jnp.cos(t), jnp.sin(t)], axis=1)
+    lower = jnp.stack([1.0 - jnp.cos(t), 0.5 - jnp.sin(t)], axis=1)
+    x = jnp.where(y[:, None] == 0, upper, lower)
+    return x + noise * jax.random.normal(k_noise, (n, 2), jnp.float32), y
+
+
+def _circles(key: Array, n: int, noise: float, factor: float) -> tuple[Array, Array]:
+    k_lab, k_t, k_noise = jax.random.split(key, 3)
+    y = jax.random.bernoulli(k_lab, 0.5, (n,)).astype(jnp.int32)
+    t = jax.random.uniform(k_t, (n,), jnp.float32, 0.0, 2 * jnp.pi)
+    radius = jnp.where(y == 0, jnp.float32(1.0), jnp.float32(factor))
+    x = radius[:, None] * jnp.stack([jnp.cos(t), jnp.sin(t)], axis=1)
+    return x + noise * jax.random.normal(k_noise, (n, 2), jnp.float32), y
+
+
+def two_moons(key: Array, n_train: int = 200, n_test: int = 200, noise: float = 0.2) -> Dataset:
+    """Two interleaving half circles (label 0 upper, 1 lower) with N(0, noise^2) jitter."""
+    k_tr, k_te = jax.random.split(key)
+    return Dataset(*_moons(k_tr, n_train, noise), *_moons(k_te, n_test, noise))
+
+
+def circles(key: Array, n_train: int = 200, n_test: int = 200, noise: float = 0.1,
+            factor: float = 0.5) -> Dataset:
+    """A circle of radius 1 (label 0) around one of radius ``factor`` (label 1), with jitter."""
+    if not 0.0 < factor < 1.0:
+        raise ValueError(f"factor must be in (0, 1), got {factor}")
+    k_tr, k_te = jax.random.split(key)
+    return Dataset(*_circles(k_tr, n_train, noise, factor), *_circles(k_te, n_test, noise, factor))
+
+
+def linear_regression_task(key: Array, n_train: int = 200, n_test: int = 200, d: int = 5,
+                           noise: float = 0.1) -> tuple[Dataset, Array, Array]:
+    """``y = x @ w_true + b_true + noise * eps`` with x, w_true, eps ~ N(0, 1), b_true ~ N(0, 1).
+
+    Returns:
+        ``(dataset, w_true (d, 1), b_true (1,))``; targets are (n, 1).
+    """
+    k_w, k_b, k_x, k_e = jax.random.split(key, 4)
+    w = jax.random.normal(k_w, (d, 1), jnp.float32)
+    b = jax.random.normal(k_b, (1,), jnp.float32)
+    x = jax.random.normal(k_x, (n_train + n_test, d), jnp.float32)
+    y = x @ w + b + noise * jax.random.normal(k_e, (n_train + n_test, 1), jnp.float32)
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:]), w, b
+
+
+# ----------------------------------------------------------------------------- 2D surfaces
+
+
+class TestFunction(NamedTuple):
+    """A 2D surface ``fn(p)`` of a point ``p = (x, y)``, with where it is interesting to look."""
+
+    name: str
+    fn: Callable[[Array], Array]
+    minimum: tuple[float, float] | None  # arg-min, or None where the surface is unbounded below
+    min_value: float | None
+    start: tuple[float, float]  # a standard starting point for trajectory pictures
+    xlim: tuple[float, float]
+    ylim: tuple[float, float]
+
+
+def rosenbrock(p: Array) -> Array:
+    """(1 - x)^2 + 100 (y - x^2)^2; minimum 0 at (1, 1) at the end of a curved valley."""
+    x, y = p[..., 0], p[..., 1]
+    return (1 - x) ** 2 + 100 * (y - x**2) ** 2
+
+
+def ill_conditioned_quadratic(p: Array) -> Array:
+    """0.1 x^2 + 2 y^2; minimum 0 at (0, 0), condition number 20."""
+    x, y = p[..., 0], p[..., 1]
+    return 0.1 * x**2 + 2 * y**2
+
+
+def saddle(p: Array) -> Array:
+    """x^2 - y^2; a saddle point at (0, 0), unbounded below along y."""
+    x, y = p[..., 0], p[..., 1]
+    return x**2 - y**2
+
+
+def beale(p: Array) -> Array:
+    """(1.5 - x + xy)^2 + (2.25 - x + xy^2)^2 + (2.625 - x + xy^3)^2; minimum 0 at (3, 0.5)."""
+    x, y = p[..., 0], p[..., 1]
+    return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
+
+
+TEST_FUNCTIONS: dict[str, TestFunction] = {
+    "rosenbrock": TestFunction("rosenbrock", rosenbrock, (1.0, 1.0), 0.0, (-1.5, 2.0),
+                               (-2.0, 2.0), (-1.0, 3.0)),
+    "quadratic": TestFunction("quadratic", ill_conditioned_quadratic, (0.0, 0.0), 0.0,
+                              (-4.5, 1.5), (-5.0, 5.0), (-2.0, 2.0)),
+    "saddle": TestFunction("saddle", saddle, None, None, (-1.5, 0.01), (-2.0, 2.0), (-2.0, 2.0)),
+    "beale": TestFunction("beale", beale, (3.0, 0.5), 0.0, (1.0, 1.5), (-0.5, 4.0),
+                          (-1.5, 2.0)),
+}
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def batch_indices(key: Array, step: Array | int, n: int, batch_size: int | None) -> Array:
+    """Indices of the batch used at ``step``, computable inside ``jit``/``scan``.
+
+    - ``batch_size is None`` or ``>= n``: full batch, ``arange(n)`` every step.
+    - otherwise: sampling without replacement within an epoch. Epoch ``e = step // (n // B)``
+      uses the permutation ``permutation(fold_in(key, e), n)``, and step ``step`` takes its
+      ``(step mod (n // B))``-th slice of ``B``; the last ``n mod B`` items of each permutation are
+      skipped (a fresh permutation per epoch makes every item equally likely to be skipped).
+      ``batch_size=1`` is stochastic gradient descent.
+
+    ``n`` and ``batch_size`` are static (they decide shapes); ``step`` may be traced.
+    """
+    if batch_size is None or batch_size >= n:
+        return jnp.arange(n)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
+    steps_per_epoch = n // batch_size
+    step = jnp.asarray(step, jnp.int32)
+    perm = jax.random.permutation(jax.random.fold_in(key, step // steps_per_epoch), n)
+    return jax.lax.dynamic_slice(perm, ((step % steps_per_epoch) * batch_size,), (batch_size,))

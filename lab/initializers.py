@@ -1,0 +1,126 @@
+"""Weight initializers: each maps ``(key, fan_in, fan_out)`` to a ``(fan_in, fan_out)`` matrix.
+
+The variance each one targets (Var[w] for every entry):
+
+========================  =================================  ==========================
+name                      distribution                       Var[w]
+========================  =================================  ==========================
+``normal``                N(0, std^2)                        std^2
+``uniform``               U(-scale, scale)                   scale^2 / 3
+``xavier_normal``         N(0, 2 / (fan_in + fan_out))       2 / (fan_in + fan_out)
+``xavier_uniform``        U(-a, a), a = sqrt(6/(in+out))     2 / (fan_in + fan_out)
+``he_normal``             N(0, 2 / fan_in)                   2 / fan_in
+``he_uniform``            U(-a, a), a = sqrt(6/fan_in)       2 / fan_in
+========================  =================================  ==========================
+
+Xavier/Glorot (Glorot & Bengio, 2010) keeps activation and gradient variance roughly constant
+through tanh-like layers; He/Kaiming (He et al., 2015) doubles it to make up for ReLU zeroing half
+of its inputs. Biases start at zero (:func:`zeros`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+
+
+def normal(key: Array, fan_in: int, fan_out: int, std: float = 0.01, dtype=jnp.float32) -> Array:
+    """N(0, std^2) entries."""
+    return std * jax.random.normal(key, (fan_in, fan_out), dtype)
+
+
+def uniform(key: Array, fan_in: int, fan_out: int, scale: float = 0.05, dtype=jnp.float32) -> Array:
+    """U(-scale, scale) entries; variance scale^2 / 3."""
+    return jax.random.uniform(key, (fan_in, fan_out), dtype, -scale, scale)
+
+
+def xavier_normal(key: Array, fan_in: int, fan_out: int, dtype=jnp.float32) -> Array:
+    """Glorot normal: N(0, 2 / (fan_in + fan_out))."""
+    return normal(key, fan_in, fan_out, std=math.sqrt(2.0 / (fan_in + fan_out)), dtype=dtype)
+
+
+def xavier_uniform(key: Array, fan_in: int, fan_out: int, dtype=jnp.float32) -> Array:
+    """Glorot uniform: U(-a, a) with a = sqrt(6 / (fan_in + fan_out))."""
+    return uniform(key, fan_in, fan_out, scale=math.sqrt(6.0 / (fan_in + fan_out)), dtype=dtype)
+
+
+def he_normal(key: Array, fan_in: int, fan_out: int, dtype=jnp.float32) -> Array:
+    """He/Kaiming normal: N(0, 2 / fan_in)."""
+    return normal(key, fan_in, fan_out, std=math.sqrt(2.0 / fan_in), dtype=dtype)
+
+
+def he_uniform(key: Array, fan_in: int, fan_out: int, dtype=jnp.float32) -> Array:
+    """He/Kaiming uniform: U(-a, a) with a = sqrt(6 / fan_in)."""
+    return uniform(key, fan_in, fan_out, scale=math.sqrt(6.0 / fan_in), dtype=dtype)
+
+
+def zeros(fan_out: int, dtype=jnp.float32) -> Array:
+    """Zero biases of shape ``(fan_out,)``."""
+    return jnp.zeros((fan_out,), dtype)
+
+
+def target_variance(name: str, fan_in: int, fan_out: int, **kwargs: float) -> float:
+    """The per-entry variance that initializer ``name`` targets (see the module table)."""
+    name = _ALIASES.get(name, name)
+    table = {
+        "normal": lambda: kwargs.get("std", 0.01) ** 2,
+        "uniform": lambda: kwargs.get("scale", 0.05) ** 2 / 3,
+        "xavier_normal": lambda: 2.0 / (fan_in + fan_out),
+        "xavier_uniform": lambda: 2.0 / (fan_in + fan_out),
+        "he_normal": lambda: 2.0 / fan_in,
+        "he_uniform": lambda: 2.0 / fan_in,
+    }
+    _check_name(name)
+    return table[name]()
+
+
+INITIALIZERS: dict[str, Initializer] = {
+    "normal": normal,
+    "uniform": uniform,
+    "xavier_normal": xavier_normal,
+    "xavier_uniform": xavier_uniform,
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+}
+_ALIASES = {
+    "xavier": "xavier_normal",
+    "glorot": "xavier_normal",
+    "glorot_normal": "xavier_normal",
+    "glorot_uniform": "xavier_uniform",
+    "he": "he_normal",
+    "kaiming": "he_normal",
+    "kaiming_normal": "he_normal",
+    "kaiming_uniform": "he_uniform",
+}
+
+
+def _check_name(name: str) -> None:
+    if name not in INITIALIZERS:
+        valid = ", ".join([*INITIALIZERS, *_ALIASES])
+        raise ValueError(f"unknown initializer {name!r}; valid names: {valid}")
+
+
+def get_initializer(name: str | Initializer, **kwargs: float) -> Initializer:
+    """Look an initializer up by name (or alias); ``kwargs`` set ``std`` / ``scale``.
+
+    Returns a function ``(key, fan_in, fan_out, dtype=float32) -> (fan_in, fan_out) array``.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    if callable(name):
+        return name
+    name = _ALIASES.get(name, name)
+    _check_name(name)
+    fn = INITIALIZERS[name]
+    if not kwargs:
+        return fn
+    return lambda key, fan_in, fan_out, dtype=jnp.float32: fn(
+        key, fan_in, fan_out, dtype=dtype, **kwargs
+    )
