@@ -35,8 +35,9 @@ def sigmoid(z: Array) -> Array:
 
 def sigmoid_grad(z: Array) -> Array:
     """sigma'(z) = sigma(z) (1 - sigma(z)); at most 1/4, the root of vanishing gradients."""
-    s = jax.nn.sigmoid(z)
-    return s * (1 - s)
+    # Written as sigma(z) sigma(-z): equal to sigma(1 - sigma), but 1 - sigma(z) rounds to 0 for
+    # z > ~17 in float32 while sigma(-z) keeps its relative accuracy.
+    return jax.nn.sigmoid(z) * jax.nn.sigmoid(-z)
 
 
 def tanh(z: Array) -> Array:
@@ -47,7 +48,7 @@ def tanh(z: Array) -> Array:
 def tanh_grad(z: Array) -> Array:
     """tanh'(z) = 1 - tanh(z)^2."""
     t = jnp.tanh(z)
-    return 1 - t * t
+    return (1 - t) * (1 + t)  # as 1 - t^2, but 1 - t is exact near |t| = 1
 
 
 def relu(z: Array) -> Array:

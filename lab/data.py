@@ -4,7 +4,7 @@
   a stratified 80/20 train/test split drawn from an explicit key.
 - :func:`two_moons`, :func:`circles`: 2D binary classification with Gaussian noise.
 - :func:`linear_regression_task`: ``y = x @ w_true + b_true + noise`` with known weights.
-- :data:`TEST_FUNCTIONS`: 2D surfaces with known minima for trajectory pictures.
+- :data:`TEST_FUNCTIONS`: 2D :class:`Surface` s with known minima for trajectory pictures.
 - :func:`batch_indices`: the indices of step ``t``'s batch, computed inside ``jit``.
 
 Every generator takes an explicit PRNG key: same key, same data.
@@ -106,14 +106,14 @@ def linear_regression_task(key: Array, n_train: int = 200, n_test: int = 200, d:
     w = jax.random.normal(k_w, (d, 1), jnp.float32)
     b = jax.random.normal(k_b, (1,), jnp.float32)
     x = jax.random.normal(k_x, (n_train + n_test, d), jnp.float32)
-    y = x @ w + b + noise * jax.random.normal(k_e, (n_train + n_test, 1), jnp.float32)
+    y = x @ w + b[None, :] + noise * jax.random.normal(k_e, (n_train + n_test, 1), jnp.float32)
     return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:]), w, b
 
 
 # ----------------------------------------------------------------------------- 2D surfaces
 
 
-class TestFunction(NamedTuple):
+class Surface(NamedTuple):  # not "TestFunction": pytest would try to collect a class named Test*
     """A 2D surface ``fn(p)`` of a point ``p = (x, y)``, with where it is interesting to look."""
 
     name: str
@@ -149,14 +149,12 @@ def beale(p: Array) -> Array:
     return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
 
 
-TEST_FUNCTIONS: dict[str, TestFunction] = {
-    "rosenbrock": TestFunction("rosenbrock", rosenbrock, (1.0, 1.0), 0.0, (-1.5, 2.0),
-                               (-2.0, 2.0), (-1.0, 3.0)),
-    "quadratic": TestFunction("quadratic", ill_conditioned_quadratic, (0.0, 0.0), 0.0,
-                              (-4.5, 1.5), (-5.0, 5.0), (-2.0, 2.0)),
-    "saddle": TestFunction("saddle", saddle, None, None, (-1.5, 0.01), (-2.0, 2.0), (-2.0, 2.0)),
-    "beale": TestFunction("beale", beale, (3.0, 0.5), 0.0, (1.0, 1.5), (-0.5, 4.0),
-                          (-1.5, 2.0)),
+TEST_FUNCTIONS: dict[str, Surface] = {
+    "rosenbrock": Surface("rosenbrock", rosenbrock, (1.0, 1.0), 0.0, (-1.5, 2.0), (-2.0, 2.0), (-1.0, 3.0)),
+    "quadratic": Surface("quadratic", ill_conditioned_quadratic, (0.0, 0.0), 0.0, (-4.5, 1.5), (-5.0, 5.0),
+                         (-2.0, 2.0)),
+    "saddle": Surface("saddle", saddle, None, None, (-1.5, 0.01), (-2.0, 2.0), (-2.0, 2.0)),
+    "beale": Surface("beale", beale, (3.0, 0.5), 0.0, (1.0, 1.5), (-0.5, 4.0), (-1.5, 2.0)),
 }
 
 
