@@ -1,0 +1,273 @@
+"""The results store: a finished sweep as arrays (``results.npz``) plus a JSON sidecar.
+
+Layout of one sweep's directory ``<store>/<name>-<config hash>/``:
+
+- ``results.npz``: every per-run array of :class:`SweepResult` (run axis first), loaded with
+  ``allow_pickle=False``;
+- ``results.json``: the full config, seeds, versions of lab/jax/optax, device, timings and the
+  SHA-256 of ``results.npz``. It is written last, so it marks the results as complete: a directory
+  without it, or whose ``results.npz`` does not match the recorded hash, is not loaded;
+- ``checkpoint.npz``: the state of an unfinished sweep (removed once the results are written).
+
+Every file is written atomically: to a temporary name in the same directory, then renamed. A killed
+process leaves at worst a stray ``*.tmp`` file, never a half-written file under a real name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+RESULTS_NPZ = "results.npz"
+RESULTS_JSON = "results.json"
+CHECKPOINT_NPZ = "checkpoint.npz"
+
+# (name, per-run) arrays saved under their own name in results.npz
+_ARRAYS = ("seed", "logged_steps", "train_loss", "eval_steps", "train_loss_eval", "test_loss",
+           "test_accuracy", "diverged", "diverged_step", "weight_norm", "near_zero_fraction",
+           "weight_hist", "hist_edges")
+
+
+class IncompleteResultsError(FileNotFoundError):
+    """A results directory that holds no complete, consistent results."""
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep. Per-run arrays have the run axis first; runs are grid-major, seed-minor.
+
+    Attributes:
+        config: the :class:`lab.sweep.SweepConfig` that produced it.
+        hparams: swept name -> (runs,) float32 values (every name of ``config.grid``).
+        seed: (runs,) int32 seed of each run (varies init and batch order, not the data).
+        logged_steps: (L,) steps whose mini-batch loss is in ``train_loss``.
+        train_loss: (runs, L) data loss (no penalty) of the batch at each logged step, taken at the
+            params before that step's update; NaN after a run diverged.
+        eval_steps: (E,) number of updates done at each evaluation: 0, eval_every, ..., steps.
+        train_loss_eval, test_loss, test_accuracy: (runs, E) on the whole train / test set; NaN
+            for steps a diverged run did not reach, and accuracy is NaN for regression.
+        diverged: (runs,) bool; diverged_step: (runs,) int32 step whose loss or update was not
+            finite (the run is frozen at the params before it), -1 if none.
+        weight_norm: (runs,) L2 norm of all weights (``"w"`` leaves, not biases) at the end.
+        near_zero_fraction: (runs,) fraction of weights with ``|w| < 1e-3`` at the end.
+        weight_hist: (runs, bins) counts of final weights in bins ``hist_edges`` (bins + 1,),
+            shared by all runs.
+        final_params: params pytree with a run axis first, or None (``keep_params=False``).
+        wall_seconds: time of the whole sweep (run + compile), summed over resumed sessions.
+        compile_seconds: time spent compiling.
+        meta: versions, device and other facts recorded in the sidecar.
+        path: the directory it was saved in, or None.
+    """
+
+    config: Any
+    hparams: dict[str, np.ndarray]
+    seed: np.ndarray
+    logged_steps: np.ndarray
+    train_loss: np.ndarray
+    eval_steps: np.ndarray
+    train_loss_eval: np.ndarray
+    test_loss: np.ndarray
+    test_accuracy: np.ndarray
+    diverged: np.ndarray
+    diverged_step: np.ndarray
+    weight_norm: np.ndarray
+    near_zero_fraction: np.ndarray
+    weight_hist: np.ndarray
+    hist_edges: np.ndarray
+    final_params: Any = None
+    wall_seconds: float = 0.0
+    compile_seconds: float = 0.0
+    meta: dict = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def runs(self) -> int:
+        return int(self.seed.shape[0])
+
+    def select(self, **hparams: float) -> np.ndarray:
+        """(runs,) bool mask of the runs whose swept hyperparameters equal the given values.
+
+        Values are compared as float32, the precision they were run at.
+        """
+        mask = np.ones(self.runs, bool)
+        for name, value in hparams.items():
+            if name == "seed":
+                mask &= self.seed == int(value)
+                continue
+            if name not in self.hparams:
+                raise ValueError(f"select: {name!r} is not swept; swept: {', '.join(self.hparams)}")
+            mask &= self.hparams[name] == np.float32(value)
+        return mask
+
+    def grid_view(self, name: str) -> np.ndarray:
+        """A per-run array reshaped to ``(*grid sizes, seeds, ...)`` in the order of ``config.grid``."""
+        values = getattr(self, name) if name != "hparams" else None
+        if values is None or not isinstance(values, np.ndarray) or values.shape[:1] != (self.runs,):
+            raise ValueError(f"grid_view: {name!r} is not a per-run array")
+        shape = tuple(len(v) for _, v in self.config.grid) + (self.config.seeds,)
+        return values.reshape(shape + values.shape[1:])
+
+    def best(self, metric: str = "train_loss_eval", *, step: int = -1, mode: str | None = None
+             ) -> dict[str, float]:
+        """The grid point whose seed-mean of ``metric`` at eval index ``step`` is best.
+
+        Diverged runs count as the worst value. ``mode`` is ``"min"`` or ``"max"`` (default: max for
+        accuracy, min otherwise). Returns the swept hyperparameters of that point.
+        """
+        mode = mode or ("max" if "accuracy" in metric else "min")
+        values = self.grid_view(metric)[..., step].astype(np.float64)  # (*grid, seeds)
+        worst = -np.inf if mode == "max" else np.inf
+        values = np.where(np.isfinite(values), values, worst).mean(axis=-1)
+        flat = int(np.argmax(values) if mode == "max" else np.argmin(values))
+        point = np.unravel_index(flat, values.shape)
+        return {name: axis[i] for (name, axis), i in zip(self.config.grid, point, strict=True)}
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def atomic_write(path: str, write) -> None:
+    """Write a file atomically: ``write(file_object)`` into a temporary file, then rename it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_npz(path: str, arrays: dict[str, np.ndarray]) -> str:
+    """Atomically save arrays (no object arrays) as an uncompressed ``.npz``; return its SHA-256."""
+    for name, a in arrays.items():
+        if np.asarray(a).dtype == object:
+            raise TypeError(f"save_npz: {name!r} is an object array; it could not be loaded without pickle")
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return sha256(path)
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def save_json(path: str, obj: dict) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False)
+    atomic_write(path, lambda f: f.write((text + "\n").encode()))
+
+
+def sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_complete(directory: str) -> bool:
+    """True when ``directory`` holds complete, consistent results."""
+    try:
+        _read_sidecar(directory)
+    except IncompleteResultsError:
+        return False
+    return True
+
+
+def _read_sidecar(directory: str) -> dict:
+    npz, side = os.path.join(directory, RESULTS_NPZ), os.path.join(directory, RESULTS_JSON)
+    if not (os.path.exists(npz) and os.path.exists(side)):
+        raise IncompleteResultsError(
+            f"no complete results in {directory} (missing {RESULTS_NPZ} or {RESULTS_JSON})")
+    with open(side) as f:
+        meta = json.load(f)
+    if meta.get("complete") is not True or meta.get("npz_sha256") != sha256(npz):
+        raise IncompleteResultsError(f"results in {directory} are incomplete or inconsistent")
+    return meta
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def save(directory: str, result: SweepResult) -> None:
+    """Save ``result`` into ``directory``: arrays first, then the sidecar that marks them complete."""
+    import jax
+
+    arrays = {name: np.asarray(getattr(result, name)) for name in _ARRAYS}
+    arrays.update({f"hparam.{k}": np.asarray(v) for k, v in result.hparams.items()})
+    n_leaves = 0
+    if result.final_params is not None:
+        leaves = jax.tree_util.tree_leaves(result.final_params)
+        arrays.update({f"final_params.{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)})
+        n_leaves = len(leaves)
+    side = os.path.join(directory, RESULTS_JSON)
+    if os.path.exists(side):  # a forced rerun: unmark the old results before replacing them
+        os.unlink(side)
+    digest = save_npz(os.path.join(directory, RESULTS_NPZ), arrays)
+    save_json(side, {
+        "format_version": FORMAT_VERSION,
+        "complete": True,
+        "npz_sha256": digest,
+        "config": result.config.to_dict(),
+        "hparam_names": list(result.hparams),
+        "seeds": [int(s) for s in np.unique(result.seed)],
+        "final_params_leaves": n_leaves,
+        "wall_seconds": float(result.wall_seconds),
+        "compile_seconds": float(result.compile_seconds),
+        "meta": result.meta,
+    })
+
+
+def load(path: str) -> SweepResult:
+    """Load a saved sweep from its directory (or its ``results.npz`` / ``results.json``).
+
+    Raises:
+        IncompleteResultsError: if the directory holds no complete, consistent results.
+    """
+    from lab.sweep import SweepConfig
+
+    directory = path if os.path.isdir(path) else os.path.dirname(path)
+    side = _read_sidecar(directory)
+    arrays = load_npz(os.path.join(directory, RESULTS_NPZ))
+    config = SweepConfig.from_dict(side["config"])
+    final_params = None
+    if side["final_params_leaves"]:
+        leaves = [arrays[f"final_params.{i:05d}"] for i in range(side["final_params_leaves"])]
+        final_params = _unflatten_params(config.problem, leaves)
+    return SweepResult(
+        config=config,
+        hparams={k: arrays[f"hparam.{k}"] for k in side["hparam_names"]},
+        final_params=final_params,
+        wall_seconds=side["wall_seconds"],
+        compile_seconds=side["compile_seconds"],
+        meta=side["meta"],
+        path=directory,
+        **{name: arrays[name] for name in _ARRAYS},
+    )
+
+
+def _unflatten_params(problem, leaves):
+    import functools
+
+    import jax
+
+    from lab.problems import init_params
+
+    shapes = jax.eval_shape(functools.partial(init_params, problem), jax.random.key(0))
+    treedef = jax.tree_util.tree_structure(shapes)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def result_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(SweepResult))
