@@ -26,6 +26,7 @@ How it runs (purejaxrl's recipe, with the run axis outermost):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import itertools
@@ -507,7 +508,6 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
     chunk_steps = chunk_steps or default_chunk_steps(config.steps)
     if not isinstance(chunk_steps, int) or chunk_steps < 1:
         raise ValueError(f"run_sweep: chunk_steps must be a positive integer, got {chunk_steps!r}")
-    program = _build_program(config, chunk_steps)
     data = load_data(config.problem)
 
     mesh = _mesh()
@@ -519,15 +519,8 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
     seeds = _put(_pad(config.run_seeds(), runs_padded), by_run)
     data = jax.tree.map(lambda a: _put(np.asarray(a), replicated), data)
 
-    t0 = time.perf_counter()
-    init_fn = jax.jit(program.init, in_shardings=(by_run, by_run, replicated), out_shardings=by_run)
-    init_fn = init_fn.lower(hparams, seeds, data).compile()
-    state_shape = jax.eval_shape(program.init, hparams, seeds, data)[0]
-    chunk_fn = jax.jit(program.chunk, in_shardings=(by_run, replicated, by_run, replicated),
-                       out_shardings=by_run, donate_argnums=0)
-    start_spec = jax.ShapeDtypeStruct((), jnp.int32)
-    chunk_fn = chunk_fn.lower(state_shape, start_spec, hparams, data).compile()
-    compile_seconds = time.perf_counter() - t0
+    init_fn, chunk_fn, state_shape, compile_seconds = _compile(
+        _program_key(config), chunk_steps, runs_padded, tuple(mesh.devices.flat))
 
     logged_steps, eval_steps = config.logged_steps(), config.eval_steps()
     eval_index = {int(e): i for i, e in enumerate(eval_steps)}
@@ -601,6 +594,35 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
             if os.path.exists(checkpoint):
                 os.unlink(checkpoint)
     return result
+
+
+def _program_key(config: SweepConfig) -> SweepConfig:
+    """The config with what does not shape the program (name, grid values, seeds) normalized away."""
+    grid = tuple((k, values[:1]) for k, values in config.grid)
+    return dataclasses.replace(config, grid=grid, seeds=1, name="program")
+
+
+@functools.lru_cache(maxsize=8)
+def _compile(key: SweepConfig, chunk_steps: int, runs_padded: int, devices: tuple):
+    """Compiled init and chunk programs for ``runs_padded`` runs, cached across calls.
+
+    Returns ``(init, chunk, state_shape, compile_seconds)``; ``compile_seconds`` is 0 when cached.
+    """
+    program = _build_program(key, chunk_steps)
+    mesh = Mesh(np.asarray(devices), ("runs",))
+    by_run, replicated = NamedSharding(mesh, PartitionSpec("runs")), NamedSharding(mesh, PartitionSpec())
+    data = load_data(key.problem)
+    data_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
+    hp_spec = {k: jax.ShapeDtypeStruct((runs_padded,), jnp.float32) for k, _ in key.grid}
+    seeds_spec = jax.ShapeDtypeStruct((runs_padded,), jnp.int32)
+    t0 = time.perf_counter()
+    init_fn = jax.jit(program.init, in_shardings=(by_run, by_run, replicated), out_shardings=by_run)
+    init_fn = init_fn.lower(hp_spec, seeds_spec, data_spec).compile()
+    state_shape = jax.eval_shape(program.init, hp_spec, seeds_spec, data_spec)[0]
+    chunk_fn = jax.jit(program.chunk, in_shardings=(by_run, replicated, by_run, replicated),
+                       out_shardings=by_run, donate_argnums=0)
+    chunk_fn = chunk_fn.lower(state_shape, jax.ShapeDtypeStruct((), jnp.int32), hp_spec, data_spec).compile()
+    return init_fn, chunk_fn, state_shape, time.perf_counter() - t0
 
 
 def weight_stats(params, bins: int = HIST_BINS) -> dict[str, np.ndarray]:

@@ -1,0 +1,329 @@
+"""Sweeps against independent references: each run redone alone with a plain Python loop over an
+optax step; divergence found by that loop; a run alone vs inside a bigger sweep; Ctrl-C and SIGKILL
+followed by a resume vs an uninterrupted sweep; 8 simulated devices vs one.
+
+Configs are tiny (two moons, a 16-unit MLP, tens of steps) so that the file runs in about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lab import results as store
+from lab import sweep as sweep_module
+from lab.data import batch_indices
+from lab.losses import accuracy, cross_entropy, mse
+from lab.models import init_mlp, mlp
+from lab.problems import load_data
+from lab.sweep import Problem, SweepConfig, SweepInterrupted, run_sweep
+
+MOONS = Problem(dataset="moons", hidden=(16,), n_train=100)
+LINREG = Problem(dataset="linreg", hidden=(), loss="mse", init="xavier_normal")
+ARRAYS = ("train_loss", "train_loss_eval", "test_loss", "test_accuracy", "diverged_step", "weight_norm",
+          "near_zero_fraction", "weight_hist", "hist_edges")
+
+
+def small(**kw) -> SweepConfig:
+    base = dict(problem=MOONS, optimizer="adam", grid={"learning_rate": [1e-2, 3e-2]}, seeds=2, steps=40,
+                batch_size=16, eval_every=10, name="small")
+    base.update(kw)
+    return SweepConfig.make(base.pop("problem"), base.pop("optimizer"), base.pop("grid"), **base)
+
+
+def assert_same(a, b, exact=True, rtol=2e-5, atol=2e-6):
+    for name in ARRAYS:
+        x, y = getattr(a, name), getattr(b, name)
+        if exact:
+            np.testing.assert_array_equal(x, y, err_msg=name)
+        else:
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=name)
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def reference_run(*args, **kwargs):
+    """One run as most JAX users write it: a jitted optax step in a Python loop.
+
+    Returns per-step batch losses, {step: (train loss, test loss, test acc)} after each update, the
+    step at which it diverged (-1) and the last finite params. (optax's own Adam raises a float **
+    int32 promotion error under the suite's strict promotion, so the reference runs without it.)
+    """
+    with jax.numpy_dtype_promotion("standard"):
+        return _reference_run(*args, **kwargs)
+
+
+def _reference_run(problem, sizes, make_opt, seed, steps, batch_size, l2=0.0):
+    data = load_data(problem)
+    n = data.x_train.shape[0]
+    k_init, k_batch = jax.random.split(jax.random.key(seed))
+    params = init_mlp(k_init, sizes, init=problem.init)
+    opt = make_opt()
+    opt_state = opt.init(params)
+    classify = problem.dataset != "linreg"
+    loss_fn = cross_entropy if classify else mse
+
+    def objective(params, x, y):
+        loss = loss_fn(mlp(params, x, problem.activation), y)
+        return loss + l2 * sum(0.5 * jnp.sum(layer["w"] ** 2) for layer in params), loss
+
+    @jax.jit
+    def step(params, opt_state, idx):
+        (obj, loss), grads = jax.value_and_grad(objective, has_aux=True)(
+            params, data.x_train[idx], data.y_train[idx])
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, obj, loss
+
+    @jax.jit
+    def evaluate(params):
+        out_tr, out_te = mlp(params, data.x_train, problem.activation), mlp(params, data.x_test, problem.activation)
+        acc = accuracy(out_te, data.y_test) if classify else jnp.float32(jnp.nan)
+        return loss_fn(out_tr, data.y_train), loss_fn(out_te, data.y_test), acc
+
+    losses, evals, diverged = [], {0: evaluate(params)}, -1
+    for t in range(steps):
+        new_params, new_state, obj, loss = step(params, opt_state, batch_indices(k_batch, t, n, batch_size))
+        losses.append(float(loss))
+        finite = np.isfinite(float(obj)) and all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(new_params))
+        if not finite:
+            diverged = t
+            break
+        params, opt_state = new_params, new_state
+        evals[t + 1] = evaluate(params)
+    return np.asarray(losses, np.float32), evals, diverged, params
+
+
+@pytest.fixture(scope="module")
+def reference_sweep():
+    """Adam on moons, 2 learning rates x 2 L2 strengths x 2 seeds, 25 steps, ragged log/eval grids,
+    a chunk length that does not divide the steps."""
+    config = SweepConfig.make(MOONS, "adam", {"learning_rate": [1e-2, 3e-2], "l2": [0.0, 1e-2]},
+                              {"b1": 0.8}, seeds=2, steps=25, batch_size=16, eval_every=10, log_every=3,
+                              name="reference")
+    return config, run_sweep(config, store_dir=None, quiet=True, keep_params=True, chunk_steps=7)
+
+
+def test_every_run_equals_the_same_run_alone_in_a_python_loop(reference_sweep):
+    config, result = reference_sweep
+    assert result.runs == 8
+    np.testing.assert_array_equal(result.logged_steps, np.arange(0, 25, 3))
+    np.testing.assert_array_equal(result.eval_steps, [0, 10, 20, 25])
+    for r in range(result.runs):
+        lr, l2, seed = float(result.hparams["learning_rate"][r]), float(result.hparams["l2"][r]), int(result.seed[r])
+        want = (np.float32([1e-2, 3e-2][r // 4]), np.float32([0.0, 1e-2][(r // 2) % 2]), r % 2)
+        assert (np.float32(lr), np.float32(l2), seed) == want  # grid-major, seed-minor
+        losses, evals, diverged, params = reference_run(
+            MOONS, (2, 16, 2), lambda lr=lr: optax.adam(lr, b1=0.8), seed, 25, 16, l2=l2)
+        assert diverged == -1 and not result.diverged[r]
+        np.testing.assert_allclose(result.train_loss[r], losses[::3], rtol=2e-5, atol=1e-6)
+        for i, s in enumerate(result.eval_steps):
+            np.testing.assert_allclose(
+                [result.train_loss_eval[r, i], result.test_loss[r, i], result.test_accuracy[r, i]],
+                np.asarray(evals[int(s)], np.float32), rtol=2e-5, atol=1e-6)
+        for got, want in zip(jax.tree.leaves(result.final_params), jax.tree.leaves(params), strict=True):
+            np.testing.assert_allclose(got[r], want, rtol=1e-4, atol=1e-6)
+        w = np.concatenate([np.ravel(layer["w"]) for layer in params])
+        np.testing.assert_allclose(result.weight_norm[r], np.linalg.norm(w), rtol=1e-4)
+        assert result.weight_hist[r].sum() == w.size
+
+
+def test_a_run_does_not_depend_on_the_other_runs_of_its_sweep(reference_sweep):
+    _, result = reference_sweep
+    alone = run_sweep(SweepConfig.make(MOONS, "adam", {"learning_rate": [3e-2], "l2": [1e-2]}, {"b1": 0.8},
+                                       seeds=2, steps=25, batch_size=16, eval_every=10, log_every=3),
+                      store_dir=None, quiet=True, chunk_steps=25)
+    r = result.select(learning_rate=3e-2, l2=1e-2)
+    assert r.sum() == 2
+    for name in ("train_loss", "train_loss_eval", "test_loss", "test_accuracy", "weight_norm"):
+        np.testing.assert_allclose(getattr(result, name)[r], getattr(alone, name), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+
+
+def test_diverged_runs_are_frozen_at_their_step_and_the_others_go_on():
+    # Full-batch gradient descent on least squares: lr 2.0 is past 2 / L, so it blows up geometrically.
+    config = SweepConfig.make(LINREG, "sgd", {"learning_rate": [0.05, 2.0]}, seeds=1, steps=120,
+                              batch_size=None, eval_every=5)
+    result = run_sweep(config, store_dir=None, quiet=True, keep_params=True)
+    for r, lr in enumerate([0.05, 2.0]):
+        losses, evals, diverged, params = reference_run(
+            LINREG, (5, 1), lambda lr=lr: optax.sgd(lr), 0, 120, None)
+        assert result.diverged_step[r] == diverged and result.diverged[r] == (diverged >= 0)
+        reached = len(losses) if diverged < 0 else diverged + 1
+        np.testing.assert_allclose(result.train_loss[r, :reached], losses, rtol=1e-4, atol=1e-6)
+        assert np.isnan(result.train_loss[r, reached:]).all()
+        for i, s in enumerate(result.eval_steps):
+            if s in evals:
+                np.testing.assert_allclose(result.test_loss[r, i], evals[int(s)][1], rtol=1e-4)
+            else:
+                assert np.isnan(result.test_loss[r, i]) and s > diverged
+        for got, want in zip(jax.tree.leaves(result.final_params), jax.tree.leaves(params), strict=True):
+            np.testing.assert_allclose(got[r], want, rtol=1e-4, atol=1e-6)
+            assert np.isfinite(got[r]).all()
+    assert result.diverged.tolist() == [False, True] and 0 < result.diverged_step[1] < 119
+    assert np.isnan(result.test_accuracy).all()  # regression
+
+
+# ----------------------------------------------------------------------------- store, determinism
+
+
+def test_store_reuses_finished_sweeps_and_force_reruns_bitwise(tmp_path, capsys, monkeypatch):
+    config = small()
+    first = run_sweep(config, store_dir=str(tmp_path), quiet=False, chunk_steps=5)
+    assert "small: adam, 4 runs" in capsys.readouterr().err  # the progress bar
+    directory = sweep_module.result_dir(config, str(tmp_path))
+    assert first.path == directory and os.path.basename(directory) == f"small-{config.hash()}"
+    assert sorted(os.listdir(directory)) == ["results.json", "results.npz"]  # checkpoint removed
+    with open(os.path.join(directory, "results.json")) as f:
+        side = json.load(f)
+    assert side["config"] == config.to_dict() and side["meta"]["versions"]["jax"] == jax.__version__
+    assert side["seeds"] == [0, 1]
+
+    def no_compile(*args):
+        raise AssertionError("a finished sweep was recomputed")
+
+    with monkeypatch.context() as m:
+        m.setattr(sweep_module, "_compile", no_compile)
+        again = run_sweep(config, store_dir=str(tmp_path), quiet=True)
+    assert_same(first, again)
+    forced = run_sweep(config, store_dir=str(tmp_path), quiet=True, force=True, chunk_steps=5)
+    assert_same(first, forced)  # bitwise deterministic
+    assert capsys.readouterr().err == ""  # quiet
+
+
+def test_ctrl_c_saves_the_last_chunk_and_a_rerun_resumes_to_the_same_result(tmp_path, monkeypatch):
+    config = small()
+    uninterrupted = run_sweep(config, store_dir=None, quiet=True, chunk_steps=5)
+    original, calls = sweep_module._save_checkpoint, []
+
+    def save_then_press_ctrl_c(*args):
+        original(*args)
+        calls.append(args[4])
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(sweep_module, "_save_checkpoint", save_then_press_ctrl_c)
+    with pytest.raises(SweepInterrupted) as info:
+        run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
+    assert "\n" not in str(info.value) and "step 15/40" in str(info.value) and "resume" in str(info.value)
+    directory = sweep_module.result_dir(config, str(tmp_path))
+    assert not store.is_complete(directory) and os.listdir(directory) == ["checkpoint.npz"]
+    monkeypatch.setattr(sweep_module, "_save_checkpoint", original)
+    resumed = run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
+    assert_same(uninterrupted, resumed)
+    assert_same(uninterrupted, store.load(directory))
+
+
+CHILD = textwrap.dedent("""
+    import json, os, signal, sys
+    from lab import results as store, sweep
+    config = sweep.SweepConfig.from_dict(json.loads(sys.argv[1]))
+    mode = sys.argv[3]
+    if mode == "checkpoint":  # killed right after the second checkpoint
+        original, calls = sweep._save_checkpoint, []
+        def save(*args):
+            original(*args); calls.append(1)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+        sweep._save_checkpoint = save
+    if mode == "results":  # killed with results.npz written and its sidecar not yet
+        original_npz = store.save_npz
+        def save_npz(path, arrays):
+            digest = original_npz(path, arrays)
+            if path.endswith("results.npz"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return digest
+        store.save_npz = save_npz
+    if mode == "devices":
+        import jax
+        assert jax.device_count() == 8, jax.devices()
+    sweep.run_sweep(config, store_dir=sys.argv[2], quiet=True, chunk_steps=5)
+""")
+
+
+def run_child(config, store_dir, mode, env=None):
+    return subprocess.run([sys.executable, "-c", CHILD, json.dumps(config.to_dict()), store_dir, mode],
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("mode", ["checkpoint", "results"])
+def test_sigkill_loses_at_most_a_chunk_and_never_leaves_complete_looking_files(tmp_path, mode):
+    config = small()
+    child = run_child(config, str(tmp_path), mode)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    directory = sweep_module.result_dir(config, str(tmp_path))
+    assert not store.is_complete(directory)
+    with pytest.raises(store.IncompleteResultsError):
+        store.load(directory)
+    checkpoint = store.load_npz(os.path.join(directory, "checkpoint.npz"))
+    assert json.loads(str(checkpoint["meta"]))["done"] == (10 if mode == "checkpoint" else 35)
+    resumed = run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
+    assert_same(run_sweep(config, store_dir=None, quiet=True, chunk_steps=5), resumed)
+
+
+def test_eight_devices_give_the_single_device_results(tmp_path):
+    # 6 runs, padded to 8 on 8 simulated CPU devices; lr 30 diverges, so freezing is sharded too.
+    config = small(grid={"learning_rate": [1e-2, 3e-2, 30.0]}, name="devices")
+    child = run_child(config, str(tmp_path), "devices", {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    assert child.returncode == 0, child.stderr
+    sharded = store.load(sweep_module.result_dir(config, str(tmp_path)))
+    assert sharded.meta["device"]["count"] == 8 and sharded.meta["runs_padded"] == 8
+    single = run_sweep(config, store_dir=None, quiet=True, chunk_steps=5)
+    assert single.meta["device"]["count"] == 1
+    np.testing.assert_array_equal(sharded.diverged_step, single.diverged_step)
+    assert_same(single, sharded, exact=False)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(optimizer="adamax"), "optimizer"),
+    (dict(grid={"learning_rat": [1e-3]}), "grid"),
+    (dict(grid={}), "grid"),
+    (dict(grid={"learning_rate": []}), "grid"),
+    (dict(grid={"learning_rate": [-1.0]}), "grid"),
+    (dict(grid={"b1": [0.9]}), "grid"),  # learning_rate neither swept nor fixed
+    (dict(fixed={"learning_rate": 1e-3}), "fixed"),  # also swept
+    (dict(fixed={"nesterov": True}), "fixed"),  # not an Adam argument
+    (dict(steps=0), "steps"),
+    (dict(seeds=0), "seeds"),
+    (dict(eval_every=-1), "eval_every"),
+    (dict(batch_size=101), "batch_size"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(name="a/b"), "name"),
+])
+def test_config_validates_itself_naming_the_field(change, field):
+    with pytest.raises(ValueError, match=field):
+        small(**change)
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(dataset="mnist"), "dataset"), (dict(dataset="moons", loss="mse"), "loss"),
+    (dict(hidden=(0,)), "hidden"), (dict(activation="gelu"), "activation"), (dict(n_train=10), "n_train"),
+])
+def test_problem_validates_itself_naming_the_field(change, field):
+    with pytest.raises(ValueError, match=field):
+        Problem(**change)
+
+
+def test_config_round_trips_and_hashes_what_matters():
+    config = SweepConfig.make(MOONS, "momentum", {"learning_rate": [0.1, 0.01], "l1": 1e-4},
+                              {"nesterov": True}, seeds=3, batch_size=None)
+    assert config.runs == 6 and config.grid == (("learning_rate", (0.1, 0.01)), ("l1", (1e-4,)))
+    assert SweepConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.hash() == SweepConfig.from_dict(config.to_dict()).hash()
+    assert config.hash() != SweepConfig.make(MOONS, "momentum", {"learning_rate": [0.1, 0.01], "l1": 1e-4},
+                                             {"nesterov": False}, seeds=3, batch_size=None).hash()
+    np.testing.assert_array_equal(config.run_seeds(), [0, 1, 2, 0, 1, 2])
+    np.testing.assert_array_equal(config.run_hparams()["learning_rate"], np.float32([0.1] * 3 + [0.01] * 3))
