@@ -32,6 +32,13 @@ Typical use:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``lab run: error: ...``), not usage plus error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from lab.demo import run_demo
 
@@ -50,7 +57,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lab", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"optimizer-lab {__version__}")

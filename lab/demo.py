@@ -5,6 +5,8 @@ The whole loop is a ``lax.scan`` compiled once; it runs in chunks so progress ca
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -37,16 +39,16 @@ def run_demo(steps: int = 1000, learning_rate: float = 1e-3, seed: int = 0, batc
         updates, opt_state = opt.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 
-    @jax.jit
-    def run_chunk(carry, start):
-        return jax.lax.scan(step, carry, start + jnp.arange(chunk))
+    @functools.partial(jax.jit, static_argnums=2)  # at most two lengths: chunk and the remainder
+    def run_chunk(carry, start, length):
+        return jax.lax.scan(step, carry, start + jnp.arange(length))
 
     carry = (params, opt.init(params))
     print_fn(f"digits MLP 64-128-10 (ReLU, He init), Adam lr={learning_rate:g}, batch {batch_size}, "
              f"{n} train / {data.x_test.shape[0]} test images")
     print_fn(f"{'step':>6}  {'train loss':>10}  {'test acc':>8}")
     for start in range(0, steps, chunk):
-        carry, losses = run_chunk(carry, jnp.int32(start))
+        carry, losses = run_chunk(carry, jnp.int32(start), min(chunk, steps - start))
         test_acc = float(accuracy(mlp(carry[0], data.x_test), data.y_test))
         print_fn(f"{min(start + chunk, steps):>6}  {float(jnp.mean(losses)):>10.4f}  {test_acc:>8.3f}")
     final = {"train_loss": float(_loss(carry[0], data.x_train, data.y_train)), "test_accuracy": test_acc}
