@@ -7,6 +7,7 @@ Configs are tiny (two moons, a 16-unit MLP, tens of steps) so that the file runs
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -64,38 +65,51 @@ def reference_run(*args, **kwargs):
         return _reference_run(*args, **kwargs)
 
 
-def _reference_run(problem, sizes, make_opt, seed, steps, batch_size, l2=0.0):
+OPTAX = {"adam": lambda lr: optax.adam(lr, b1=0.8), "sgd": optax.sgd}
+
+
+@functools.lru_cache
+def _reference_fns(problem, optimizer):
+    """Jitted step and evaluation, compiled once per problem (hyperparameters are arguments)."""
     data = load_data(problem)
-    n = data.x_train.shape[0]
-    k_init, k_batch = jax.random.split(jax.random.key(seed))
-    params = init_mlp(k_init, sizes, init=problem.init)
-    opt = make_opt()
-    opt_state = opt.init(params)
     classify = problem.dataset != "linreg"
     loss_fn = cross_entropy if classify else mse
 
-    def objective(params, x, y):
+    def objective(params, x, y, l2):
         loss = loss_fn(mlp(params, x, problem.activation), y)
         return loss + l2 * sum(0.5 * jnp.sum(layer["w"] ** 2) for layer in params), loss
 
     @jax.jit
-    def step(params, opt_state, idx):
+    def step(params, opt_state, idx, lr, l2):
         (obj, loss), grads = jax.value_and_grad(objective, has_aux=True)(
-            params, data.x_train[idx], data.y_train[idx])
-        updates, opt_state = opt.update(grads, opt_state, params)
+            params, data.x_train[idx], data.y_train[idx], l2)
+        updates, opt_state = OPTAX[optimizer](lr).update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, obj, loss
 
     @jax.jit
     def evaluate(params):
-        out_tr, out_te = mlp(params, data.x_train, problem.activation), mlp(params, data.x_test, problem.activation)
+        out_tr = mlp(params, data.x_train, problem.activation)
+        out_te = mlp(params, data.x_test, problem.activation)
         acc = accuracy(out_te, data.y_test) if classify else jnp.float32(jnp.nan)
         return loss_fn(out_tr, data.y_train), loss_fn(out_te, data.y_test), acc
 
+    return step, evaluate
+
+
+def _reference_run(problem, sizes, optimizer, lr, seed, steps, batch_size, l2=0.0):
+    data = load_data(problem)
+    n = data.x_train.shape[0]
+    step, evaluate = _reference_fns(problem, optimizer)
+    k_init, k_batch = jax.random.split(jax.random.key(seed))
+    params = init_mlp(k_init, sizes, init=problem.init)
+    opt_state = OPTAX[optimizer](lr).init(params)
+    lr, l2 = np.float32(lr), np.float32(l2)
     losses, evals, diverged = [], {0: evaluate(params)}, -1
     for t in range(steps):
-        new_params, new_state, obj, loss = step(params, opt_state, batch_indices(k_batch, t, n, batch_size))
+        idx = batch_indices(k_batch, t, n, batch_size)
+        new_params, new_state, obj, loss = step(params, opt_state, idx, lr, l2)
         losses.append(float(loss))
-        finite = np.isfinite(float(obj)) and all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(new_params))
+        finite = np.isfinite(float(obj)) and all(np.isfinite(x).all() for x in jax.tree.leaves(new_params))
         if not finite:
             diverged = t
             break
@@ -120,11 +134,11 @@ def test_every_run_equals_the_same_run_alone_in_a_python_loop(reference_sweep):
     np.testing.assert_array_equal(result.logged_steps, np.arange(0, 25, 3))
     np.testing.assert_array_equal(result.eval_steps, [0, 10, 20, 25])
     for r in range(result.runs):
-        lr, l2, seed = float(result.hparams["learning_rate"][r]), float(result.hparams["l2"][r]), int(result.seed[r])
+        lr, l2, seed = result.hparams["learning_rate"][r], result.hparams["l2"][r], int(result.seed[r])
         want = (np.float32([1e-2, 3e-2][r // 4]), np.float32([0.0, 1e-2][(r // 2) % 2]), r % 2)
         assert (np.float32(lr), np.float32(l2), seed) == want  # grid-major, seed-minor
         losses, evals, diverged, params = reference_run(
-            MOONS, (2, 16, 2), lambda lr=lr: optax.adam(lr, b1=0.8), seed, 25, 16, l2=l2)
+            MOONS, (2, 16, 2), "adam", lr, seed, 25, 16, l2=l2)
         assert diverged == -1 and not result.diverged[r]
         np.testing.assert_allclose(result.train_loss[r], losses[::3], rtol=2e-5, atol=1e-6)
         for i, s in enumerate(result.eval_steps):
@@ -157,7 +171,7 @@ def test_diverged_runs_are_frozen_at_their_step_and_the_others_go_on():
     result = run_sweep(config, store_dir=None, quiet=True, keep_params=True)
     for r, lr in enumerate([0.05, 2.0]):
         losses, evals, diverged, params = reference_run(
-            LINREG, (5, 1), lambda lr=lr: optax.sgd(lr), 0, 120, None)
+            LINREG, (5, 1), "sgd", lr, 0, 120, None)
         assert result.diverged_step[r] == diverged and result.diverged[r] == (diverged >= 0)
         reached = len(losses) if diverged < 0 else diverged + 1
         np.testing.assert_allclose(result.train_loss[r, :reached], losses, rtol=1e-4, atol=1e-6)
@@ -272,14 +286,15 @@ def test_sigkill_loses_at_most_a_chunk_and_never_leaves_complete_looking_files(t
 
 
 def test_eight_devices_give_the_single_device_results(tmp_path):
-    # 6 runs, padded to 8 on 8 simulated CPU devices; lr 30 diverges, so freezing is sharded too.
-    config = small(grid={"learning_rate": [1e-2, 3e-2, 30.0]}, name="devices")
-    child = run_child(config, str(tmp_path), "devices", {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    # 6 runs, padded to 8 on 8 simulated CPU devices; lr 1e4 diverges, so freezing is sharded too.
+    config = small(optimizer="sgd", grid={"learning_rate": [0.3, 1e2, 1e4]}, name="devices")
+    flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    child = run_child(config, str(tmp_path), "devices", flags)
     assert child.returncode == 0, child.stderr
     sharded = store.load(sweep_module.result_dir(config, str(tmp_path)))
     assert sharded.meta["device"]["count"] == 8 and sharded.meta["runs_padded"] == 8
     single = run_sweep(config, store_dir=None, quiet=True, chunk_steps=5)
-    assert single.meta["device"]["count"] == 1
+    assert single.meta["device"]["count"] == 1 and single.diverged.sum() == 2
     np.testing.assert_array_equal(sharded.diverged_step, single.diverged_step)
     assert_same(single, sharded, exact=False)
 
