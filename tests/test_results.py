@@ -1,0 +1,96 @@
+"""The results store on hand-built results (no training): round trip, atomicity, completeness."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lab import results as store
+from lab.problems import Problem
+from lab.results import IncompleteResultsError, SweepResult
+from lab.sweep import SweepConfig
+
+PROBLEM = Problem(dataset="moons", hidden=(3,), n_train=20)
+
+
+def fake_result(keep_params: bool = True) -> SweepResult:
+    config = SweepConfig.make(PROBLEM, "sgd", {"learning_rate": [0.1, 0.2, 0.3], "l2": [0.0, 1e-3]},
+                              seeds=2, steps=4, eval_every=2, batch_size=5, name="fake")
+    runs, rng = config.runs, np.random.default_rng(0)
+    params = [{"w": rng.normal(size=(runs, 2, 3)).astype(np.float32), "b": np.zeros((runs, 3), np.float32)},
+              {"w": rng.normal(size=(runs, 3, 2)).astype(np.float32), "b": np.zeros((runs, 2), np.float32)}]
+    test_accuracy = rng.uniform(size=(runs, 3)).astype(np.float32)
+    test_accuracy[config.run_hparams()["learning_rate"] == np.float32(0.2), -1] = 1.0  # the best point
+    return SweepResult(
+        config=config, hparams=config.run_hparams(), seed=config.run_seeds(),
+        logged_steps=config.logged_steps(), train_loss=rng.normal(size=(runs, 4)).astype(np.float32),
+        eval_steps=config.eval_steps(), train_loss_eval=rng.normal(size=(runs, 3)).astype(np.float32),
+        test_loss=rng.normal(size=(runs, 3)).astype(np.float32), test_accuracy=test_accuracy,
+        diverged=np.zeros(runs, bool), diverged_step=np.full(runs, -1, np.int32),
+        weight_norm=np.ones(runs, np.float32), near_zero_fraction=np.zeros(runs, np.float32),
+        weight_hist=np.ones((runs, 5), np.int32), hist_edges=np.linspace(-1, 1, 6, dtype=np.float32),
+        final_params=params if keep_params else None, wall_seconds=1.5, compile_seconds=0.5,
+        meta={"device": {"platform": "cpu"}},
+    )
+
+
+def test_round_trip_without_pickle(tmp_path):
+    result = fake_result()
+    store.save(str(tmp_path), result)
+    assert sorted(os.listdir(tmp_path)) == ["results.json", "results.npz"]
+    with np.load(tmp_path / "results.npz", allow_pickle=False) as z:
+        assert "train_loss" in z.files and "hparam.learning_rate" in z.files
+    back = store.load(str(tmp_path))
+    assert back.config == result.config and back.path == str(tmp_path) and back.meta == result.meta
+    for name in ("seed", "train_loss", "test_accuracy", "diverged_step", "weight_hist", "hist_edges"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(result, name))
+        assert getattr(back, name).dtype == getattr(result, name).dtype
+    np.testing.assert_array_equal(back.hparams["l2"], result.hparams["l2"])
+    np.testing.assert_array_equal(back.final_params[1]["w"], result.final_params[1]["w"])
+    assert (back.wall_seconds, back.compile_seconds) == (1.5, 0.5)
+
+
+def test_helpers_select_grid_view_best():
+    result = fake_result(keep_params=False)
+    assert result.select(learning_rate=0.2).sum() == 4
+    assert result.select(learning_rate=0.2, l2=1e-3, seed=1).sum() == 1
+    assert result.grid_view("test_accuracy").shape == (3, 2, 2, 3)
+    assert result.best("test_accuracy")["learning_rate"] == 0.2
+    with pytest.raises(ValueError, match="not swept"):
+        result.select(momentum=0.9)
+
+
+def test_a_directory_without_sidecar_or_with_a_changed_npz_is_not_complete(tmp_path):
+    assert not store.is_complete(str(tmp_path))
+    store.save(str(tmp_path), fake_result())
+    assert store.is_complete(str(tmp_path))
+    os.unlink(tmp_path / "results.json")
+    with pytest.raises(IncompleteResultsError):
+        store.load(str(tmp_path))
+    store.save(str(tmp_path), fake_result())
+    other = fake_result()
+    other.train_loss = other.train_loss + 1
+    store.save_npz(str(tmp_path / "results.npz"), {"train_loss": other.train_loss})  # npz without its sidecar
+    assert not store.is_complete(str(tmp_path))
+    with pytest.raises(IncompleteResultsError, match="inconsistent"):
+        store.load(str(tmp_path))
+
+
+def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
+    path = str(tmp_path / "x.json")
+    store.save_json(path, {"a": 1})
+
+    def fail(f):
+        f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        store.atomic_write(path, fail)
+    assert os.listdir(tmp_path) == ["x.json"]
+    with open(path) as f:
+        assert json.load(f) == {"a": 1}
+    with pytest.raises(TypeError, match="pickle"):
+        store.save_npz(str(tmp_path / "o.npz"), {"o": np.asarray([{}], dtype=object)})
