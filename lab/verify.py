@@ -343,10 +343,17 @@ def _evaluate(per_leaf: list[dict[str, np.ndarray]], info, setting: str, dtype_n
     return CaseResult(setting, dtype_name, steps, rtol, step_errors, float(np.max(outs["abs"])), failure)
 
 
-def _build(obj: Transformation | Factory, kwargs: Mapping[str, Any]) -> Transformation:
+def _build(obj: Transformation | Factory, kwargs: Mapping[str, Any], setting: str = "") -> Transformation:
     if isinstance(obj, optax.GradientTransformation):
         return obj
-    return obj(**kwargs)
+    if setting != "schedule":
+        return obj(**kwargs)
+    try:
+        return obj(**kwargs)
+    except Exception as err:  # learning_rate may be a schedule, as in optax: say so in one line
+        raise TypeError(f"{_name(obj)} fails when learning_rate is a schedule ({type(err).__name__}: "
+                        f"{err}); optax factories accept schedules (schedule=False, or lab verify "
+                        "--no-schedule, skips them)") from err
 
 
 # ----------------------------------------------------------------------------- references
@@ -465,7 +472,8 @@ def compare(candidate: Transformation | Factory, reference: Transformation | Fac
                 rtol.get(dtype.name, default_rtol(dtype)) if isinstance(rtol, Mapping) else float(rtol))
             x64 = jax.enable_x64(True) if dtype == jnp.float64 else contextlib.nullcontext()
             with x64:
-                cand_tx, ref_tx = _build(candidate, kw), _build(reference, kw)
+                cand_tx = _build(candidate, kw, setting)
+                ref_tx = _build(reference, kw, setting)
                 outs = _run_case(cand_tx, ref_tx, tree, scales, dtype, steps, tuple(seeds))
             info = _leaf_info(tree, dtype)
             cases.append(_evaluate(outs, info, setting, dtype.name, tuple(seeds), tol, steps))
