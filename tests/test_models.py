@@ -1,0 +1,112 @@
+"""Models: parameter shapes and the forward pass against a NumPy float64 reference."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lab.models import count_params, init_linear, init_mlp, linear, mlp, mlp_hidden
+
+NUMPY_ACTIVATIONS = {
+    "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0),
+    "leaky_relu": lambda z: np.where(z >= 0, z, 0.01 * z),
+    "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
+    "identity": lambda z: z,
+}
+
+
+def _numpy_mlp(params, x, act):
+    """Forward pass in NumPy float64: every hidden output, then the logits."""
+    h, hidden = np.asarray(x, np.float64), []
+    for layer in params:
+        z = h @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64)
+        hidden.append(act(z))
+        h = hidden[-1]
+    return hidden[:-1], z
+
+
+def _random_mlp(key, sizes):
+    """An MLP with random (not zero) biases, so the bias path is exercised."""
+    params = init_mlp(key, sizes)
+    keys = jax.random.split(jax.random.fold_in(key, 1), len(params))
+    return [{"w": p["w"], "b": jax.random.normal(k, p["b"].shape)} for k, p in zip(keys, params, strict=True)]
+
+
+@pytest.mark.parametrize("sizes", [(5, 3), (5, 7, 6, 3)])
+def test_init_mlp_shapes_dtypes_and_zero_biases(sizes):
+    params = init_mlp(jax.random.key(0), sizes)
+    assert isinstance(params, list) and len(params) == len(sizes) - 1
+    for layer, fan_in, fan_out in zip(params, sizes[:-1], sizes[1:], strict=True):
+        assert set(layer) == {"w", "b"}
+        assert layer["w"].shape == (fan_in, fan_out) and layer["b"].shape == (fan_out,)
+        assert layer["w"].dtype == layer["b"].dtype == jnp.float32
+        np.testing.assert_array_equal(layer["b"], 0)
+    assert count_params(params) == sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def test_init_mlp_is_deterministic_and_uses_a_key_per_layer():
+    a, b = init_mlp(jax.random.key(3), (6, 6, 6)), init_mlp(jax.random.key(3), (6, 6, 6))
+    for la, lb in zip(a, b, strict=True):
+        np.testing.assert_array_equal(la["w"], lb["w"])
+    assert not np.any(np.asarray(a[0]["w"]) == np.asarray(a[1]["w"]))
+    other = init_mlp(jax.random.key(4), (6, 6, 6))
+    assert not np.any(np.asarray(a[0]["w"]) == np.asarray(other[0]["w"]))
+
+
+def test_init_mlp_uses_the_named_initializer(x64):
+    params = init_mlp(jax.random.key(0), (3, 200, 100), init="he_uniform", dtype=jnp.float64)
+    for layer in params:
+        fan_in = layer["w"].shape[0]
+        assert layer["w"].dtype == jnp.float64
+        assert float(jnp.max(jnp.abs(layer["w"]))) <= np.sqrt(6 / fan_in)
+        assert float(jnp.max(jnp.abs(layer["w"]))) >= 0.95 * np.sqrt(6 / fan_in)
+    ones = init_mlp(jax.random.key(0), (2, 3), init=lambda k, i, o, dtype: jnp.ones((i, o), dtype))
+    np.testing.assert_array_equal(ones[0]["w"], np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("sizes", [(), (3,), (3, 0, 2), (3, -1)])
+def test_init_mlp_rejects_bad_sizes(sizes):
+    with pytest.raises(ValueError, match="sizes must be at least two positive widths"):
+        init_mlp(jax.random.key(0), sizes)
+
+
+@pytest.mark.parametrize("activation", list(NUMPY_ACTIVATIONS))
+def test_mlp_matches_numpy_reference(activation):
+    params = _random_mlp(jax.random.key(1), (5, 7, 6, 3))
+    x = jax.random.normal(jax.random.key(2), (4, 5))
+    act = NUMPY_ACTIVATIONS[activation]
+    hidden, logits = _numpy_mlp(params, x, act)
+    out = jax.jit(mlp, static_argnums=2)(params, x, activation)
+    assert out.shape == (4, 3) and out.dtype == jnp.float32
+    np.testing.assert_allclose(out, logits, rtol=1e-5, atol=1e-5)
+    got = mlp_hidden(params, x, activation)
+    assert len(got) == len(hidden) == 2
+    for h, ref in zip(got, hidden, strict=True):
+        np.testing.assert_allclose(h, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_default_activation_is_relu_and_the_last_layer_is_linear():
+    params = _random_mlp(jax.random.key(5), (5, 7, 6, 3))
+    x = jax.random.normal(jax.random.key(6), (4, 5))
+    _, ref = _numpy_mlp(params, x, NUMPY_ACTIVATIONS["relu"])
+    np.testing.assert_allclose(mlp(params, x), ref, rtol=1e-5, atol=1e-5)
+    assert np.any(np.asarray(mlp(params, x)) < 0)  # no activation on the logits
+
+
+def test_linear_and_init_linear():
+    params = init_linear(jax.random.key(0), 3, 2)
+    assert params["w"].shape == (3, 2) and params["b"].shape == (2,)
+    np.testing.assert_array_equal(params["b"], 0)
+    params = {"w": jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), "b": jnp.array([0.5, -0.5])}
+    x = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    np.testing.assert_array_equal(linear(params, x), [[-3.5, -4.5], [3.5, 3.5]])
+    np.testing.assert_array_equal(linear(params, x[0]), [-3.5, -4.5])  # one example, no batch axis
+
+
+def test_batch_of_one():
+    params = _random_mlp(jax.random.key(7), (5, 7, 6, 3))
+    x = jax.random.normal(jax.random.key(8), (1, 5))
+    _, ref = _numpy_mlp(params, x, NUMPY_ACTIVATIONS["tanh"])
+    np.testing.assert_allclose(mlp(params, x, "tanh"), ref, rtol=1e-5, atol=1e-5)
