@@ -87,11 +87,9 @@ def _check_scalar(name: str, value: Any, low: float, high: float = math.inf) -> 
         raise ValueError(f"{name} must be a scalar, got an array of shape {arr.shape} "
                          "(to sweep over values, vmap over scalars)")
     v = float(arr)
-    if not (low <= v <= high) or math.isnan(v):
+    if not (math.isfinite(v) and low <= v <= high):
         interval = f"[{low:g}, {high:g}]" if high != math.inf else f"[{low:g}, inf)"
         raise ValueError(f"{name} must be finite and in {interval}, got {value!r}")
-    if math.isinf(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
 
 
 def _check_learning_rate(learning_rate: Any) -> None:

@@ -1,0 +1,344 @@
+"""lab.optim against optax (the independent reference), closed forms, and its own contracts.
+
+One table of optimizer settings drives equivalence (1000 steps, every dtype, a tree with a scalar,
+odd shapes and a length-1 leaf), convergence (optax's own targets and hyperparameters), finite
+states, shapes and dtypes.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lab import optim
+
+STANDARD = "standard"  # optax itself is not clean under strict dtype promotion
+
+
+def _optax_momentum(learning_rate, beta=0.9, nesterov=False, ema=False):
+    if not ema:
+        return optax.sgd(learning_rate, momentum=beta, nesterov=nesterov)
+    assert not nesterov
+    return optax.chain(optax.ema(beta, debias=False), optax.scale_by_learning_rate(learning_rate))
+
+
+def _decaying(lr):  # a schedule that is clean under strict promotion
+    return lambda count: lr * 0.99 ** count.astype(jnp.float32)
+
+
+# (name, lab kwargs, optax reference factory)
+TABLE = [
+    ("sgd", {"learning_rate": 0.1}, optax.sgd),
+    ("sgd", {"learning_rate": 0.1, "momentum": 0.9}, optax.sgd),
+    ("sgd", {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True}, optax.sgd),
+    ("momentum", {"learning_rate": 0.1, "beta": 0.9}, _optax_momentum),
+    ("momentum", {"learning_rate": 0.1, "beta": 0.9, "ema": True}, _optax_momentum),
+    ("rmsprop", {"learning_rate": 1e-2}, optax.rmsprop),
+    ("rmsprop", {"learning_rate": 1e-2, "eps_in_sqrt": False, "momentum": 0.9, "nesterov": True},
+     optax.rmsprop),
+    ("rmsprop", {"learning_rate": 1e-2, "centered": True, "initial_scale": 1.0, "momentum": 0.5},
+     optax.rmsprop),
+    ("adam", {"learning_rate": 1e-2}, optax.adam),
+    ("adam", {"learning_rate": _decaying(1e-2), "b1": 0.5, "eps_root": 1e-8}, optax.adam),
+    ("adamw", {"learning_rate": 1e-2, "weight_decay": 0.1}, optax.adamw),
+    ("adagrad", {"learning_rate": 0.1}, optax.adagrad),
+    ("adagrad", {"learning_rate": 0.1, "initial_accumulator_value": 0.0}, optax.adagrad),
+]
+IDS = [f"{n}-{'-'.join(k for k in kw if k != 'learning_rate') or 'default'}" for n, kw, _ in TABLE]
+
+TREE = {"w": (7, 5), "b": (3,), "scalar": (), "one": (1,), "cube": (2, 1, 3)}
+RTOL = {"float32": 1e-5, "float64": 1e-12, "bfloat16": 0.07}
+
+
+def _params(dtype):
+    keys = jax.random.split(jax.random.key(0), len(TREE))
+    return {k: jax.random.normal(key, s, jnp.float32).astype(dtype)
+            for key, (k, s) in zip(keys, TREE.items(), strict=True)}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_matches_optax_for_1000_steps(dtype):
+    """Every table row, on the same gradient stream and params as optax, for 1000 steps."""
+    steps = 1000
+    ctx = jax.enable_x64(True) if dtype == "float64" else jax.enable_x64(False)
+    with ctx:
+        dt = jnp.dtype(dtype)
+        params0 = _params(dt)
+        labs = [optim.OPTIMIZERS[n](**kw) for n, kw, _ in TABLE]
+        with jax.numpy_dtype_promotion(STANDARD):
+            refs = [ref(**kw) for _, kw, ref in TABLE]
+
+        @jax.jit
+        def run(params0):
+            def step(carry, t):
+                params, lab_states, ref_states = carry
+                key = jax.random.fold_in(jax.random.key(1), t)
+                grads = {k: (jax.random.normal(jax.random.fold_in(key, i), p.shape, jnp.float32)
+                             * (1e-4 if k == "one" else 1.0) + 0.3).astype(dt)
+                         for i, (k, p) in enumerate(params.items())}
+                lab_out, ref_out, new_lab, new_ref = [], [], [], []
+                for opt, ref, ls, rs in zip(labs, refs, lab_states, ref_states, strict=True):
+                    lu, ls = opt.update(grads, ls, params)
+                    with jax.numpy_dtype_promotion(STANDARD):
+                        ru, rs = ref.update(grads, rs, params)
+                    lab_out.append(lu)
+                    ref_out.append(ru)
+                    new_lab.append(ls)
+                    new_ref.append(rs)
+                with jax.numpy_dtype_promotion(STANDARD):
+                    params = optax.apply_updates(params, ref_out[0])
+                return (params, new_lab, new_ref), (lab_out, ref_out)
+
+            with jax.numpy_dtype_promotion(STANDARD):
+                ref_states = [r.init(params0) for r in refs]
+            lab_states = [o.init(params0) for o in labs]
+            return jax.lax.scan(step, (params0, lab_states, ref_states), jnp.arange(steps))
+
+        (_, lab_states, _), (lab_out, ref_out) = run(params0)
+    for i, row_id in enumerate(IDS):
+        for k in TREE:
+            lu = np.asarray(lab_out[i][k].astype(jnp.float32), np.float64)
+            ru = np.asarray(ref_out[i][k].astype(jnp.float32), np.float64)
+            assert lab_out[i][k].dtype == dt and lab_out[i][k].shape == (steps, *TREE[k])
+            # Each step's error relative to the leaf's scale then (its largest update, or its RMS
+            # over the run if larger: a Nesterov look-ahead can cancel to almost nothing).
+            axes = tuple(range(1, ru.ndim))
+            scale = np.maximum(np.max(np.abs(ru), axis=axes, keepdims=True), np.sqrt(np.mean(ru**2)))
+            err = np.max(np.abs(lu - ru) / np.maximum(scale, 1e-30))
+            assert err <= RTOL[dtype], f"{row_id} leaf {k} {dtype}: relative error {err:.3g}"
+        for leaf in jax.tree.leaves(lab_states[i]):
+            assert bool(jnp.all(jnp.isfinite(leaf.astype(jnp.float32)))), f"{row_id}: non-finite state"
+
+
+def _run(opt, objective, params, steps):
+    @jax.jit
+    def run(params):
+        def step(carry, _):
+            params, state = carry
+            updates, state = opt.update(jax.grad(objective)(params), state, params)
+            return (optax.apply_updates(params, updates), state), None
+
+        return jax.lax.scan(step, (params, opt.init(params)), None, length=steps)[0][0]
+
+    return run(params)
+
+
+def _parabola(p):
+    return jnp.sum(jnp.square(p - jnp.array([1.0, -1.0, 1.0])))
+
+
+def _rosenbrock(p):
+    return jnp.square(1.0 - p[0]) + 100.0 * jnp.square(p[1] - p[0] ** 2)
+
+
+# optax's alias_test hyperparameters; the heavy-ball "momentum" as optax's sgd row, its EMA form with
+# the equivalent learning rate (lr / (1 - beta)).
+CONVERGENCE = [
+    ("sgd", {"learning_rate": 1e-3, "momentum": 0.9}),
+    ("momentum", {"learning_rate": 1e-3, "beta": 0.9}),
+    ("momentum", {"learning_rate": 1e-2, "beta": 0.9, "ema": True}),
+    ("rmsprop", {"learning_rate": 5e-3}),
+    ("rmsprop", {"learning_rate": 5e-3, "momentum": 0.9}),
+    ("adam", {"learning_rate": 1e-1}),
+    ("adamw", {"learning_rate": 1e-1}),
+    ("adagrad", {"learning_rate": 1.0}),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CONVERGENCE, ids=[f"{n}-{len(k)}" for n, k in CONVERGENCE])
+@pytest.mark.parametrize("target", ["parabola", "rosenbrock"])
+def test_converges_like_optax_tests(name, kwargs, target):
+    """optax's own convergence test: 10000 steps, within 3e-2 of the minimum."""
+    objective, start, minimum = {
+        "parabola": (_parabola, jnp.array([-1.0, 10.0, 1.0]), np.array([1.0, -1.0, 1.0])),
+        "rosenbrock": (_rosenbrock, jnp.array([0.0, 0.0]), np.array([1.0, 1.0])),
+    }[target]
+    final = _run(optim.OPTIMIZERS[name](**kwargs), objective, start, 10_000)
+    np.testing.assert_allclose(np.asarray(final), minimum, rtol=3e-2, atol=3e-2)
+
+
+def test_plain_sgd_is_the_closed_form():
+    """On 0.5 * a * x^2, SGD gives x_t = (1 - lr a)^t x_0 exactly (up to float32 rounding)."""
+    a, lr, x0 = 2.0, 0.1, 3.0
+    final = _run(optim.sgd(lr), lambda x: 0.5 * a * x * x, jnp.float32(x0), 20)
+    np.testing.assert_allclose(float(final), (1 - lr * a) ** 20 * x0, rtol=1e-5)
+
+
+def test_ema_momentum_is_heavy_ball_with_scaled_learning_rate():
+    beta, lr = 0.8, 0.05
+    ema = _run(optim.momentum(lr, beta, ema=True), _rosenbrock, jnp.array([-1.0, 1.0]), 300)
+    heavy = _run(optim.momentum(lr * (1 - beta), beta), _rosenbrock, jnp.array([-1.0, 1.0]), 300)
+    np.testing.assert_allclose(np.asarray(ema), np.asarray(heavy), rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- dtypes and trees
+
+
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
+def test_shapes_dtypes_and_state_policy(name, dtype, x64):
+    dt = jnp.dtype(dtype)
+    params = {"s": jnp.asarray(1.5, dt), "v": jnp.ones((3,), dt), "m": jnp.ones((2, 3), dt)}
+    opt = optim.OPTIMIZERS[name](0.1)
+    state = opt.init(params)
+    updates, state = jax.jit(opt.update)(jax.tree.map(lambda p: 0.5 * p, params), state, params)
+    for k, p in params.items():
+        assert updates[k].shape == p.shape and updates[k].dtype == dt
+    for leaf in jax.tree.leaves(state):
+        if leaf.ndim == 0 and jnp.issubdtype(leaf.dtype, jnp.integer):
+            assert leaf.dtype == jnp.int32  # the step count
+        else:
+            assert leaf.dtype == dt and leaf.shape in {p.shape for p in params.values()}
+
+
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_empty_tree_and_scalar_params(name):
+    opt = optim.OPTIMIZERS[name](0.1)
+    updates, _ = opt.update({}, opt.init({}), {})
+    assert updates == {}
+    x = jnp.float32(2.0)
+    updates, _ = jax.jit(opt.update)(x, opt.init(x), x)
+    assert updates.shape == () and float(updates) < 0
+
+
+def test_integer_params_are_rejected():
+    with pytest.raises(TypeError, match="floating"):
+        optim.adam(1e-3).init({"w": jnp.ones(3, jnp.int32)})
+
+
+def test_step_count_saturates_instead_of_wrapping():
+    opt = optim.adam(1e-3)
+    params = jnp.ones(3)
+    state = opt.init(params)
+    adam_state = state[0]._replace(count=jnp.int32(np.iinfo(np.int32).max - 1))
+    state = (adam_state, *state[1:])
+    update = jax.jit(opt.update)
+    for _ in range(3):
+        updates, state = update(jnp.ones(3), state, params)
+    assert int(state[0].count) == np.iinfo(np.int32).max
+    assert bool(jnp.all(jnp.isfinite(updates)))
+    # Bias corrections are 1 at a saturated count: the update is m_3 / sqrt(v_3) of three unit grads.
+    expected = -1e-3 * (1 - 0.9**3) / (math.sqrt(1 - 0.999**3) + 1e-8)
+    np.testing.assert_allclose(np.asarray(updates), expected * np.ones(3), rtol=1e-5)
+    sched = optim.sgd(lambda c: 0.1 * jnp.ones((), jnp.float32))
+    s = sched.init(params)
+    s = (s[0]._replace(count=jnp.int32(np.iinfo(np.int32).max)),)
+    _, s = sched.update(jnp.ones(3), s)
+    assert int(s[0].count) == np.iinfo(np.int32).max
+
+
+# ----------------------------------------------------------------------------- compilation
+
+
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_second_update_does_not_recompile(name):
+    opt = optim.OPTIMIZERS[name](0.1)
+    params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(())}
+    update = jax.jit(opt.update)
+    state = opt.init(params)
+    u, state = update(params, state, params)
+    u, state = update(u, state, params)
+    assert update._cache_size() == 1
+
+
+def _sweep_run(lr, beta, decay):
+    """Three optimizers whose hyperparameters are traced values; 50 steps on Rosenbrock."""
+    p0 = jnp.array([-1.0, 1.5])
+    finals = []
+    for opt in (optim.sgd(lr, momentum=beta), optim.rmsprop(lr, decay=decay, momentum=beta),
+                optim.adamw(lr, b1=beta, b2=decay, weight_decay=lr)):
+        state, p = opt.init(p0), p0
+        for _ in range(5):
+            u, state = opt.update(jax.grad(_rosenbrock)(p), state, p)
+            p = optax.apply_updates(p, u)
+        finals.append(p)
+    return jnp.stack(finals)
+
+
+def test_vmap_over_16_learning_rates_compiles_once_and_matches_separate_runs():
+    traces = []
+
+    def run(lr, beta, decay):
+        traces.append(1)
+        return _sweep_run(lr, beta, decay)
+
+    sweep = jax.jit(jax.vmap(run))
+    lrs = jnp.logspace(-5, -3, 16, dtype=jnp.float32)
+    betas = jnp.linspace(0.0, 0.95, 16, dtype=jnp.float32)  # includes a traced momentum of exactly 0
+    decays = jnp.linspace(0.9, 0.999, 16, dtype=jnp.float32)
+    out = sweep(lrs, betas, decays)
+    sweep(lrs * 2, betas, decays)
+    assert len(traces) == 1 and sweep._cache_size() == 1
+    for i in range(16):
+        separate = _sweep_run(float(lrs[i]), float(betas[i]), float(decays[i]))
+        np.testing.assert_allclose(np.asarray(out[i]), np.asarray(separate), rtol=2e-6, atol=1e-7)
+
+
+def test_traced_zero_momentum_still_builds_a_buffer():
+    state = jax.jit(lambda m: optim.sgd(0.1, momentum=m).init(jnp.ones(2)))(jnp.float32(0.0))
+    assert isinstance(state[0], optim.TraceState)
+    assert isinstance(optim.sgd(0.1).init(jnp.ones(2))[0], optax.EmptyState)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+BAD_VALUES = [
+    ("sgd", {"learning_rate": -0.1}, "learning_rate"),
+    ("sgd", {"learning_rate": math.nan}, "learning_rate"),
+    ("sgd", {"learning_rate": math.inf}, "learning_rate"),
+    ("sgd", {"learning_rate": jnp.float32(-1.0)}, "learning_rate"),
+    ("sgd", {"learning_rate": 0.1, "momentum": 1.5}, "momentum"),
+    ("sgd", {"learning_rate": 0.1, "momentum": -0.1}, "momentum"),
+    ("momentum", {"learning_rate": 0.1, "beta": 1.01}, "beta"),
+    ("momentum", {"learning_rate": 0.1, "beta": -1.0, "ema": True}, "beta"),
+    ("rmsprop", {"learning_rate": 0.1, "decay": 2.0}, "decay"),
+    ("rmsprop", {"learning_rate": 0.1, "eps": -1e-8}, "eps"),
+    ("rmsprop", {"learning_rate": 0.1, "momentum": math.nan}, "momentum"),
+    ("adam", {"learning_rate": 0.1, "b1": 1.1}, "b1"),
+    ("adam", {"learning_rate": 0.1, "b2": -0.5}, "b2"),
+    ("adam", {"learning_rate": 0.1, "eps": -1.0}, "eps"),
+    ("adamw", {"learning_rate": 0.1, "weight_decay": -1e-4}, "weight_decay"),
+    ("adamw", {"learning_rate": 0.1, "b2": math.nan}, "b2"),
+    ("adagrad", {"learning_rate": 0.1, "eps": -1e-7}, "eps"),
+    ("adagrad", {"learning_rate": 0.1, "initial_accumulator_value": -1.0}, "initial_accumulator_value"),
+    ("adam", {"learning_rate": jnp.ones(3)}, "learning_rate"),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "arg"), BAD_VALUES)
+def test_bad_values_raise_value_error_naming_argument_and_range(name, kwargs, arg):
+    with pytest.raises(ValueError, match=arg) as info:
+        optim.OPTIMIZERS[name](**kwargs)
+    assert "[" in str(info.value) or "scalar" in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "arg"), [
+    ("adam", {"learning_rate": "0.1"}, "learning_rate"),
+    ("adam", {"learning_rate": 0.1, "b1": "0.9"}, "b1"),
+    ("sgd", {"learning_rate": 0.1, "momentum": "0.9"}, "momentum"),
+    ("rmsprop", {"learning_rate": 0.1, "centered": "yes"}, "centered"),
+    ("adamw", {"learning_rate": 0.1, "weight_decay": None}, "weight_decay"),
+])
+def test_wrong_types_raise_type_error_naming_argument(name, kwargs, arg):
+    with pytest.raises(TypeError, match=arg):
+        optim.OPTIMIZERS[name](**kwargs)
+
+
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_edge_values_and_schedules_are_accepted(name):
+    edge = {"sgd": {"momentum": 0.0}, "momentum": {"beta": 0.0}, "rmsprop": {"decay": 0.0, "momentum": 1.0},
+            "adam": {"b1": 0.0, "b2": 0.0}, "adamw": {"b1": 0.0, "weight_decay": 0.0},
+            "adagrad": {"initial_accumulator_value": 0.0, "eps": 0.0}}[name]
+    optim.OPTIMIZERS[name](0.0, **edge)
+    optim.OPTIMIZERS[name](optax.exponential_decay(0.1, 10, 0.5))
+    optim.OPTIMIZERS[name](jnp.float32(0.1))
+
+
+def test_get_optimizer_lists_valid_names():
+    assert optim.get_optimizer("adam") is optim.adam
+    with pytest.raises(ValueError, match="sgd, momentum, rmsprop, adam, adamw, adagrad"):
+        optim.get_optimizer("adamax")
