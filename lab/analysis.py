@@ -5,13 +5,15 @@ Everything here is a pure function of arrays and explicit PRNG keys; nothing tou
 imports matplotlib. Work over seeds, learning rates and surfaces is ``vmap``-ed inside one ``jit``,
 never a Python loop over jitted steps:
 
-- :func:`layer_gradient_norms`: ``||dL/dW_l||_F`` of every layer at initialization, per seed;
+- :func:`layer_gradient_norms`: ``||dL/dW_l||_F`` of every layer at initialization, for every
+  (activation, initialization) pair and seed, as one program;
 - :func:`layer_activation_stds`: the standard deviation of every hidden layer's output at init;
 - :func:`surface_paths`: one optimizer on every 2D surface for every learning rate of a grid, as
   one ``lax.scan`` (the surface is picked by ``lax.switch``, so all surfaces share the program);
 - :func:`path_score`, :func:`best_paths`: the learning rate tuned per surface, and its path;
 - :func:`decision_grid`: a classifier's probability of class 1 on a 2D grid, for every run;
 - :func:`activation_curves`: each activation and its derivative on a grid;
+- :func:`magnitude_histogram`: how many weights fall in each (log-spaced) magnitude bin, per run;
 - :func:`steps_to_target`: the first evaluated step at which a run reaches a target accuracy.
 """
 
@@ -27,8 +29,9 @@ import optax
 
 from lab.activations import get_activation
 from lab.data import TEST_FUNCTIONS
+from lab.initializers import normal
 from lab.losses import get_loss
-from lab.models import init_mlp, mlp, mlp_hidden
+from lab.models import init_mlp, linear, mlp
 
 Array = jax.Array
 OptimizerFactory = Callable[[Array], optax.GradientTransformation]  # learning_rate -> transformation
@@ -37,45 +40,90 @@ OptimizerFactory = Callable[[Array], optax.GradientTransformation]  # learning_r
 # ----------------------------------------------------------------------------- at initialization
 
 
-@functools.partial(jax.jit, static_argnames=("sizes", "activation", "init", "loss"))
-def layer_gradient_norms(keys: Array, x: Array, y: Array, *, sizes: tuple[int, ...], activation: str,
-                         init: str | Callable, loss: str = "cross_entropy") -> Array:
+def init_stds(init: str, sizes: Sequence[int], std: float | None = None) -> np.ndarray:
+    """Per-layer weight std of a normal-family initializer: (layers,) float32.
+
+    ``init`` is ``"normal"`` (with ``std``, default 0.01), ``"xavier_normal"`` or ``"he_normal"``
+    (or an alias); the std is the square root of :func:`lab.initializers.target_variance`.
+    """
+    from lab.initializers import target_variance
+
+    kwargs = {} if std is None else {"std": std}
+    return np.sqrt([target_variance(init, fan_in, fan_out, **kwargs)
+                    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)]).astype(np.float32)
+
+
+def _scaled_mlp(key: Array, sizes: tuple[int, ...], stds: Array):
+    """``init_mlp`` with layer ``l``'s weights ``stds[l] * N(0, 1)``: the same draws as any normal init."""
+    params = init_mlp(key, sizes, functools.partial(normal, std=1.0))
+    return [{"w": layer["w"] * stds[i], "b": layer["b"]} for i, layer in enumerate(params)]
+
+
+def _switched(activations: tuple[str, ...], index: Array) -> Callable[[Array], Array]:
+    fns = [get_activation(a).fn for a in activations]
+    return lambda z: jax.lax.switch(index, fns, z)
+
+
+def _forward(params, x: Array, act: Callable[[Array], Array]) -> tuple[Array, list[Array]]:
+    """MLP logits and the post-activation output of every hidden layer."""
+    hidden, h = [], x
+    for layer in params[:-1]:
+        h = act(linear(layer, h))
+        hidden.append(h)
+    return linear(params[-1], h), hidden
+
+
+@functools.partial(jax.jit, static_argnames=("sizes", "activations", "loss"))
+def layer_gradient_norms(keys: Array, x: Array, y: Array, stds: Array, *, sizes: tuple[int, ...],
+                         activations: tuple[str, ...], loss: str = "cross_entropy") -> Array:
     """Frobenius norm of the loss gradient with respect to each layer's weights, at initialization.
 
+    Every (activation, initialization) pair of a comparison is one program: ``vmap`` over pairs
+    (``lax.switch`` picks the activation) and over seeds.
+
     Args:
-        keys: (seeds,) PRNG keys; seed ``s`` initializes ``init_mlp(keys[s], sizes, init)``.
+        keys: (seeds,) PRNG keys; seed ``s`` draws the weights as ``init_mlp(keys[s], sizes, ...)``.
         x: (batch, sizes[0]) inputs; y: (batch,) integer labels.
+        stds: (pairs, layers) float32 weight std per layer (see :func:`init_stds`); biases are 0.
         sizes: layer widths ``(d_in, hidden..., d_out)``.
-        activation, init, loss: names as in :mod:`lab.activations`, :mod:`lab.initializers`,
-            :mod:`lab.losses` (``init`` may be an initializer function, e.g. a normal of chosen std).
+        activations: (pairs,) activation names, pair ``i`` uses ``activations[i]`` and ``stds[i]``.
+        loss: a name in :mod:`lab.losses`.
 
     Returns:
-        (seeds, layers) float32: ``||dL/dW_l||_F``, layer 0 nearest the input.
+        (pairs, seeds, layers) float32: ``||dL/dW_l||_F``, layer 0 nearest the input.
     """
     loss_fn = get_loss(loss)
+    names = tuple(dict.fromkeys(activations))
 
-    def one(key):
-        params = init_mlp(key, sizes, init)
-        grads = jax.grad(lambda p: loss_fn(mlp(p, x, activation), y))(params)
+    def one(index, layer_stds, key):
+        act = _switched(names, index)
+        grads = jax.grad(lambda p: loss_fn(_forward(p, x, act)[0], y))(_scaled_mlp(key, sizes, layer_stds))
         return jnp.stack([jnp.sqrt(jnp.sum(jnp.square(g["w"]))) for g in grads])
 
-    return jax.vmap(one)(keys)
+    index = jnp.asarray([names.index(a) for a in activations], jnp.int32)
+    over_seeds = jax.vmap(one, in_axes=(None, None, 0))
+    return jax.vmap(over_seeds, in_axes=(0, 0, None))(index, stds, keys)
 
 
-@functools.partial(jax.jit, static_argnames=("sizes", "activation", "init"))
-def layer_activation_stds(keys: Array, x: Array, *, sizes: tuple[int, ...], activation: str,
-                          init: str | Callable) -> Array:
-    """Standard deviation (over batch and units) of each hidden layer's post-activation at init.
+@functools.partial(jax.jit, static_argnames=("sizes", "activations"))
+def layer_activation_stds(keys: Array, x: Array, stds: Array, *, sizes: tuple[int, ...],
+                          activations: tuple[str, ...]) -> Array:
+    """Standard deviation (over batch and units) of each hidden layer's output at initialization.
+
+    Args: as :func:`layer_gradient_norms` (no labels).
 
     Returns:
-        (seeds, hidden layers) float32, layer 0 nearest the input.
+        (pairs, seeds, hidden layers) float32, layer 0 nearest the input.
     """
+    names = tuple(dict.fromkeys(activations))
 
-    def one(key):
-        hidden = mlp_hidden(init_mlp(key, sizes, init), x, activation)
+    def one(index, layer_stds, key):
+        _, hidden = _forward(_scaled_mlp(key, sizes, layer_stds), x, _switched(names, index))
         return jnp.stack([jnp.std(h) for h in hidden])
 
-    return jax.vmap(one)(keys)
+    index = jnp.asarray([names.index(a) for a in activations], jnp.int32)
+    over_seeds = jax.vmap(one, in_axes=(None, None, 0))
+    return jax.vmap(over_seeds, in_axes=(0, 0, None))(index, stds, keys)
 
 
 # ----------------------------------------------------------------------------- 2D surfaces
@@ -198,6 +246,29 @@ def activation_curves(names: Sequence[str], z: Array) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- sweep summaries
+
+
+def magnitude_histogram(params, edges: np.ndarray) -> np.ndarray:
+    """Counts of ``|w|`` per run in bins ``edges`` (ascending, from 0), over every weight leaf.
+
+    Log-spaced edges show what a linear histogram hides: L1 piles weights up at (nearly) zero,
+    L2 only shrinks them. Magnitudes beyond the last edge land in the last bin.
+
+    Args:
+        params: an MLP's params with a leading run axis (numpy or JAX arrays).
+        edges: (bins + 1,) ascending bin edges.
+
+    Returns:
+        (runs, bins) int64 counts.
+    """
+    from lab.regularizers import weights
+
+    w = np.concatenate([np.abs(np.asarray(x)).reshape(x.shape[0], -1) for x in weights(params)], axis=1)
+    bins = len(edges) - 1
+    idx = np.clip(np.searchsorted(edges, w, side="right") - 1, 0, bins - 1)
+    return np.stack([np.bincount(row[np.isfinite(mag)], minlength=bins)
+                     for row, mag in zip(idx, w, strict=True)])
+
 
 
 def steps_to_target(eval_steps: np.ndarray, accuracy: np.ndarray, target: float) -> np.ndarray:

@@ -9,6 +9,7 @@ import pytest
 
 from lab import analysis
 from lab.data import TEST_FUNCTIONS
+from lab.initializers import get_initializer
 from lab.models import init_mlp
 
 SIZES = (4, 5, 6, 3)
@@ -38,29 +39,41 @@ def _numpy_mlp_grads(params, x, y, activation):
     return grads
 
 
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
-def test_layer_gradient_norms_match_numpy_backprop(activation):
+def test_layer_gradient_norms_match_numpy_backprop_for_every_pair():
     keys = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(jax.random.key(1), (7, SIZES[0]), jnp.float32)
     y = jnp.array([0, 1, 2, 0, 1, 2, 2], jnp.int32)
-    got = np.asarray(analysis.layer_gradient_norms(keys, x, y, sizes=SIZES, activation=activation,
-                                                   init="xavier_normal"))
-    assert got.shape == (3, len(SIZES) - 1)
-    for s, key in enumerate(keys):
-        ref = _numpy_mlp_grads(init_mlp(key, SIZES, "xavier_normal"), x, y, activation)
-        np.testing.assert_allclose(got[s], [np.linalg.norm(g) for g in ref], rtol=1e-5)
+    pairs = (("tanh", "xavier_normal"), ("sigmoid", "he_normal"), ("tanh", "he_normal"))
+    stds = jnp.asarray(np.stack([analysis.init_stds(init, SIZES) for _, init in pairs]))
+    got = np.asarray(analysis.layer_gradient_norms(keys, x, y, stds, sizes=SIZES,
+                                                   activations=tuple(a for a, _ in pairs)))
+    assert got.shape == (3, 3, len(SIZES) - 1)
+    for p, (activation, init) in enumerate(pairs):
+        for s, key in enumerate(keys):
+            ref = _numpy_mlp_grads(init_mlp(key, SIZES, init), x, y, activation)
+            np.testing.assert_allclose(got[p, s], [np.linalg.norm(g) for g in ref], rtol=1e-5)
 
 
 def test_layer_activation_stds_match_numpy_forward():
     keys = jax.random.split(jax.random.key(2), 2)
     x = jax.random.normal(jax.random.key(3), (9, SIZES[0]), jnp.float32)
-    got = np.asarray(analysis.layer_activation_stds(keys, x, sizes=SIZES, activation="tanh",
-                                                    init="he_normal"))
-    for s, key in enumerate(keys):
-        h = np.asarray(x, np.float64)
-        for i, layer in enumerate(init_mlp(key, SIZES, "he_normal")[:-1]):
-            h = np.tanh(h @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64))
-            np.testing.assert_allclose(got[s, i], h.std(), rtol=1e-5)
+    stds = jnp.asarray(np.stack([analysis.init_stds("he_normal", SIZES),
+                                 analysis.init_stds("normal", SIZES, 1.0)]))
+    got = np.asarray(analysis.layer_activation_stds(keys, x, stds, sizes=SIZES, activations=("tanh", "relu")))
+    assert got.shape == (2, 2, len(SIZES) - 2)
+    for p, (act, init, kw) in enumerate((("tanh", "he_normal", {}), ("relu", "normal", {"std": 1.0}))):
+        fn = np.tanh if act == "tanh" else (lambda z: np.maximum(z, 0))
+        for s, key in enumerate(keys):
+            h = np.asarray(x, np.float64)
+            for i, layer in enumerate(init_mlp(key, SIZES, get_initializer(init, **kw))[:-1]):
+                h = fn(h @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64))
+                np.testing.assert_allclose(got[p, s, i], h.std(), rtol=1e-5)
+
+
+def test_init_stds_follow_the_initializers_variance():
+    np.testing.assert_allclose(analysis.init_stds("he_normal", (4, 8, 2)), [np.sqrt(2 / 4), np.sqrt(2 / 8)])
+    np.testing.assert_allclose(analysis.init_stds("xavier_normal", (4, 8)), [np.sqrt(2 / 12)])
+    np.testing.assert_allclose(analysis.init_stds("normal", (4, 8, 2), std=0.5), [0.5, 0.5])
 
 
 def _numpy_grad(surface, p):
