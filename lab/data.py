@@ -43,24 +43,30 @@ def _digits_numpy() -> tuple[np.ndarray, np.ndarray]:
 def digits(key: Array, test_fraction: float = 0.2) -> Dataset:
     """The 8x8 digits: x in [0, 1] with 64 features, labels 0..9, stratified split.
 
-    Each class is shuffled with its own key folded from ``key`` and its first
-    ``round(test_fraction * n_class)`` images go to the test set, so both sets keep the class
-    proportions.
+    Each image gets a uniform random number drawn from ``key``; within each class the images are
+    ordered by it (a uniformly random shuffle) and the first ``round(test_fraction * n_class)`` go
+    to the test set, so both sets keep the class proportions. (One draw for all images rather than
+    a permutation per class: that would compile a new program for each class size.)
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     x, y = _digits_numpy()
+    u = np.asarray(jax.random.uniform(key, (y.size,), jnp.float32))
     train_idx, test_idx = [], []
     for c in range(10):
         idx = np.flatnonzero(y == c)
-        perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, c), idx.size))
+        idx = idx[np.argsort(u[idx], kind="stable")]
         n_test = int(round(test_fraction * idx.size))
-        test_idx.append(idx[perm[:n_test]])
-        train_idx.append(idx[perm[n_test:]])
+        test_idx.append(idx[:n_test])
+        train_idx.append(idx[n_test:])
     tr, te = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
     return Dataset(jnp.asarray(x[tr]), jnp.asarray(y[tr]), jnp.asarray(x[te]), jnp.asarray(y[te]))
 
 
+# The generators are jitted with the sizes static: one compiled program per size, not one per op.
+
+
+@functools.partial(jax.jit, static_argnums=1)
 def _moons(key: Array, n: int, noise: float) -> tuple[Array, Array]:
     k_lab, k_t, k_noise = jax.random.split(key, 3)
     y = jax.random.bernoulli(k_lab, 0.5, (n,)).astype(jnp.int32)
@@ -71,11 +77,12 @@ def _moons(key: Array, n: int, noise: float) -> tuple[Array, Array]:
     return x + noise * jax.random.normal(k_noise, (n, 2), jnp.float32), y
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def _circles(key: Array, n: int, noise: float, factor: float) -> tuple[Array, Array]:
     k_lab, k_t, k_noise = jax.random.split(key, 3)
     y = jax.random.bernoulli(k_lab, 0.5, (n,)).astype(jnp.int32)
     t = jax.random.uniform(k_t, (n,), jnp.float32, 0.0, 2 * jnp.pi)
-    radius = jnp.where(y == 0, jnp.float32(1.0), jnp.float32(factor))
+    radius = jnp.where(y == 0, jnp.float32(1.0), jnp.asarray(factor, jnp.float32))
     x = radius[:, None] * jnp.stack([jnp.cos(t), jnp.sin(t)], axis=1)
     return x + noise * jax.random.normal(k_noise, (n, 2), jnp.float32), y
 
@@ -95,6 +102,7 @@ def circles(key: Array, n_train: int = 200, n_test: int = 200, noise: float = 0.
     return Dataset(*_circles(k_tr, n_train, noise, factor), *_circles(k_te, n_test, noise, factor))
 
 
+@functools.partial(jax.jit, static_argnames=("n_train", "n_test", "d"))
 def linear_regression_task(key: Array, n_train: int = 200, n_test: int = 200, d: int = 5,
                            noise: float = 0.1) -> tuple[Dataset, Array, Array]:
     """``y = x @ w_true + b_true + noise * eps`` with x, w_true, eps ~ N(0, 1), b_true ~ N(0, 1).
