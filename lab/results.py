@@ -149,13 +149,14 @@ def atomic_write(path: str, write) -> None:
         raise
 
 
-def save_npz(path: str, arrays: dict[str, np.ndarray]) -> str:
-    """Atomically save arrays (no object arrays) as an uncompressed ``.npz``; return its SHA-256."""
+def save_npz(path: str, arrays: dict[str, np.ndarray], digest: bool = True) -> str | None:
+    """Atomically save arrays (no object arrays) as an uncompressed ``.npz``; return its SHA-256
+    (or None with ``digest=False``)."""
     for name, a in arrays.items():
         if np.asarray(a).dtype == object:
             raise TypeError(f"save_npz: {name!r} is an object array; it could not be loaded without pickle")
     atomic_write(path, lambda f: np.savez(f, **arrays))
-    return sha256(path)
+    return sha256(path) if digest else None
 
 
 def load_npz(path: str) -> dict[str, np.ndarray]:

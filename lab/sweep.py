@@ -300,7 +300,6 @@ class RunState(NamedTuple):
 
     params: Any  # the model's params pytree, float32
     opt_state: Any  # the optimizer's state pytree
-    perm: Array  # (n,) int32 permutation of the current epoch ((0,) for full batch)
     batch_key: Array  # (2,) uint32 raw key data of k_batch
     diverged_step: Array  # () int32, -1 while the run is healthy
 
@@ -327,6 +326,9 @@ def _build_program(config: SweepConfig, chunk_steps: int) -> _Program:
     full_batch = config.batch_size is None or config.batch_size >= n
     batch = n if full_batch else config.batch_size
     steps_per_epoch = n // batch
+    # A chunk's steps touch at most this many epochs; their permutations are drawn at its start
+    # (one sort per run and epoch, not one per step, and no branch inside the scan).
+    epochs_per_chunk = (chunk_steps - 1) // steps_per_epoch + 2
     factory = optimizer_factory(config.optimizer)
     fixed = dict(config.fixed)
     fixed_opt = {k: v for k, v in fixed.items() if k not in PENALTIES}
@@ -355,24 +357,21 @@ def _build_program(config: SweepConfig, chunk_steps: int) -> _Program:
     def init_run(hp, seed, data):
         k_init, k_batch = jax.random.split(jax.random.key(seed))
         params = init_params(problem, k_init)
-        perm = jnp.zeros((0 if full_batch else n,), jnp.int32)  # drawn at step 0 (epoch start)
-        state = RunState(params, optimizer(hp).init(params), perm, jax.random.key_data(k_batch),
-                         jnp.int32(-1))
+        state = RunState(params, optimizer(hp).init(params), jax.random.key_data(k_batch), jnp.int32(-1))
         return state, evaluate(params, data)
 
-    def step_run(state: RunState, t, hp, data):
-        params, opt_state, perm, batch_key, diverged_step = state
+    def epoch_perms(batch_key, first_epoch):
+        """(epochs_per_chunk, n) permutations of epochs first_epoch, first_epoch + 1, ..."""
+        k_batch = jax.random.wrap_key_data(batch_key)
+        epochs = first_epoch + jnp.arange(epochs_per_chunk, dtype=jnp.int32)
+        return jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(k_batch, e), n))(epochs)
+
+    def step_run(state: RunState, perms, t, first_epoch, hp, data):
+        params, opt_state, batch_key, diverged_step = state
         if full_batch:
             x, y = data.x_train, data.y_train
-        else:
-            # lab.data.batch_indices, with the epoch's permutation kept in the state: a sort per
-            # epoch instead of one per step.
-            k_batch = jax.random.wrap_key_data(batch_key)
-            perm = jax.lax.cond(
-                t % steps_per_epoch == 0,
-                lambda: jax.random.permutation(jax.random.fold_in(k_batch, t // steps_per_epoch), n),
-                lambda: perm,
-            )
+        else:  # exactly lab.data.batch_indices(k_batch, t, n, batch)
+            perm = perms[t // steps_per_epoch - first_epoch]
             idx = jax.lax.dynamic_slice(perm, ((t % steps_per_epoch) * batch,), (batch,))
             x, y = data.x_train[idx], data.y_train[idx]
         (objective_value, loss), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y, hp)
@@ -390,14 +389,18 @@ def _build_program(config: SweepConfig, chunk_steps: int) -> _Program:
         due = (t < steps) & (((t + 1) % config.eval_every == 0) | (t + 1 == steps))
         evals = jax.lax.cond(due, lambda p: evaluate(p, data), lambda p: jnp.full((3,), jnp.nan), params)
         evals = jnp.where(diverged_step >= 0, jnp.nan, evals)
-        return RunState(params, opt_state, perm, batch_key, diverged_step), (logged, evals)
+        return RunState(params, opt_state, batch_key, diverged_step), (logged, evals)
 
     def init(hparams, seeds, data):
         return jax.vmap(init_run, in_axes=(0, 0, None))(hparams, seeds, data)
 
     def chunk(state, start, hparams, data):
+        first_epoch = start // steps_per_epoch
+        perms = None if full_batch else jax.vmap(epoch_perms, in_axes=(0, None))(state.batch_key, first_epoch)
+
         def body(state, t):
-            return jax.vmap(step_run, in_axes=(0, None, 0, None))(state, t, hparams, data)
+            return jax.vmap(step_run, in_axes=(0, 0, None, None, 0, None))(
+                state, perms, t, first_epoch, hparams, data)
 
         state, (losses, evals) = jax.lax.scan(body, state, start + jnp.arange(chunk_steps, dtype=jnp.int32))
         return state, losses.T, jnp.swapaxes(evals, 0, 1)  # run axis first
@@ -680,7 +683,7 @@ def _save_checkpoint(path, config, state, records, done, runs, wall, compile_sec
     arrays = {f"state.{i:05d}": leaf for i, leaf in enumerate(leaves)}
     arrays.update({f"records.{k}": v for k, v in records.items()})
     arrays["meta"] = np.asarray(json.dumps(meta))
-    store.save_npz(path, arrays)
+    store.save_npz(path, arrays, digest=False)  # written atomically: complete or absent
 
 
 def _load_checkpoint(path, config, state_shape, records, runs, runs_padded, sharding):

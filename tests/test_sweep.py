@@ -252,8 +252,8 @@ CHILD = textwrap.dedent("""
         sweep._save_checkpoint = save
     if mode == "results":  # killed with results.npz written and its sidecar not yet
         original_npz = store.save_npz
-        def save_npz(path, arrays):
-            digest = original_npz(path, arrays)
+        def save_npz(path, arrays, **kw):
+            digest = original_npz(path, arrays, **kw)
             if path.endswith("results.npz"):
                 os.kill(os.getpid(), signal.SIGKILL)
             return digest
