@@ -625,7 +625,7 @@ def run_speed(cfg: SpeedConfig, ctx: Context) -> Record:
         rows = [[str(bench.get("runs")), f"{bench.get('lab_seconds')}", f"{bench.get('optax_loop_seconds')}",
                  f"{bench.get('torch_seconds')}"]]
     else:
-        rows = [["not measured yet", f"run: python benchmarks/sweep.py --json > {cfg.path}", "", ""]]
+        rows = [["not measured yet", f"run: python benchmarks/sweep.py --json --out {cfg.path}", "", ""]]
     record.meta["summary"] = {"columns": ["runs", "lab s", "optax loop s", "torch s"], "rows": rows}
     return record
 

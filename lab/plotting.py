@@ -587,16 +587,18 @@ def draw_verification(record) -> dict[str, Figure]:
 
 def draw_speed(record) -> dict[str, Figure]:
     meta = record.meta
-    fig, axes = _fig(2, width=5.6, height=4.4,
-                     title="Speed of the sweep engine (one compiled program for all runs)")
+    bench = meta.get("benchmark") if meta.get("measured") else None
+    title = "Speed of the sweep engine (one compiled program for all runs)"
+    if bench and bench.get("device"):
+        title += f"\n{bench['device']}; {bench.get('notes', '').split(';')[0]}"
+    fig, axes = _fig(2, width=5.6, height=4.4, title=title)
     ax_scale, ax_base = axes[0]
-    bench = meta.get("benchmark")
-    if not meta.get("measured") or not bench:
+    if not bench:
         for ax in (ax_scale, ax_base):
             ax.axis("off")
-        ax_scale.text(1.0, 0.5, "not measured yet\n\nrun  python benchmarks/sweep.py --json\nand save its "
-                      f"output as {meta['path']}", ha="center", va="center", fontsize=12,
-                      transform=ax_scale.transAxes)
+        text = (f"not measured yet\n\nrun  python benchmarks/sweep.py --json --out {meta['path']}\n"
+                "then  lab run speed")
+        fig.text(0.5, 0.45, text, ha="center", va="center", fontsize=12)
         return {"12_speed.png": fig}
     scaling = bench.get("scaling") or []
     if scaling:
@@ -604,29 +606,32 @@ def draw_speed(record) -> dict[str, Figure]:
         total = np.array([s["seconds"] for s in scaling], np.float64)
         compile_s = np.array([s.get("compile_seconds", np.nan) for s in scaling], np.float64)
         ax_scale.plot(runs, total, marker="o", color=OPTIMIZER_COLORS["adam"], label="lab sweep, run time")
-        ax_scale.plot(runs, compile_s, marker="s", linestyle="--", color="0.4", label="compile time")
-        ref = total[0] * runs / runs[0]
-        ax_scale.plot(runs, ref, linestyle=":", color="0.6", label="linear in runs (from 1 run)")
+        ax_scale.plot(runs, compile_s, marker="s", linestyle="--", color="0.4", label="compile time (once)")
+        ax_scale.plot(runs, total[0] * runs / runs[0], linestyle=":", color="0.6",
+                      label="linear in runs (from the first point)")
     _style(ax_scale, f"Time against number of runs ({bench.get('steps')} steps each)", "runs in the sweep",
-           "seconds", logx=True, logy=True)
-    names = [("lab sweep", bench.get("lab_seconds"), OPTIMIZER_COLORS["adam"]),
+           "seconds", logx=True, logy=True, legend_loc="upper left")
+    lab_s = bench.get("lab_seconds")
+    names = [("lab sweep", lab_s, OPTIMIZER_COLORS["adam"]),
              ("Python loop over\na jitted optax step", bench.get("optax_loop_seconds"), "#88CCEE"),
              ("PyTorch eager\ntorch.optim.Adam", bench.get("torch_seconds"), "#DDCC77")]
-    labels, values, colors = [], [], []
-    for label, value, color in names:
-        labels.append(label)
-        values.append(np.nan if value is None else float(value))
-        colors.append(color)
-    x = np.arange(len(values))
-    ax_base.bar(x, np.nan_to_num(values, nan=0.0), color=colors, edgecolor="k")
+    x = np.arange(len(names))
+    values = np.array([np.nan if v is None else float(v) for _, v, _ in names])
+    ax_base.bar(x, np.nan_to_num(values, nan=0.0), color=[c for *_, c in names], edgecolor="k")
     for xi, v in zip(x, values, strict=True):
-        ax_base.text(xi, v if np.isfinite(v) else 0, "not measured" if not np.isfinite(v) else f"{v:.1f} s",
-                     ha="center", va="bottom", fontsize=8)
-    ax_base.set_xticks(x, labels, fontsize=8)
+        if not np.isfinite(v):
+            text = "not measured"
+        elif xi == 0 or not lab_s:
+            text = f"{v:.2f} s"
+        else:
+            text = f"{v:.1f} s\n({v / float(lab_s):.0f}x the lab)"
+        ax_base.text(xi, v if np.isfinite(v) else 0.0, text, ha="center", va="bottom", fontsize=8)
+    ax_base.set_xticks(x, [n for n, *_ in names], fontsize=8)
+    ax_base.margins(y=0.15)
     frac = bench.get("matmul_rate_fraction")
-    extra = f"; lab at {frac:.0%} of the machine's matmul rate" if isinstance(frac, int | float) else ""
-    _style(ax_base, f"{bench.get('runs')} runs x {bench.get('steps')} steps{extra}", "",
-           "seconds (lower is better)", logy=True, legend=False)
+    extra = f"; lab at {frac:.0%} of the matmul rate" if isinstance(frac, int | float) else ""
+    _style(ax_base, f"{bench.get('runs')} runs x {bench.get('steps')} steps, run time{extra}", "",
+           "seconds (lower is better)", legend=False)
     return {"12_speed.png": fig}
 
 

@@ -1,0 +1,94 @@
+"""``lab figures --quick`` end to end: every figure is drawn, and the numbers behind the pictures agree
+with what the literature agrees on. Runs the quick configs once (about a minute, mostly compiling)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from lab import experiments
+from lab.cli import main
+from lab.experiments import EXPERIMENTS
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    root = tmp_path_factory.mktemp("figures")
+    out, results = str(root / "figures"), str(root / "results")
+    assert main(["figures", "--quick", "--quiet", "--out", out, "--results", results]) == 0
+    return out, results
+
+
+def _record(results: str, name: str):
+    record = experiments.load_record(experiments.record_dir(results, name, EXPERIMENTS[name].quick))
+    assert record is not None, f"no saved record for {name}"
+    return record
+
+
+def test_every_figure_is_drawn(quick):
+    out, _ = quick
+    expected = {f for e in EXPERIMENTS.values() for f in e.figures}
+    assert set(os.listdir(out)) == expected
+    for name in expected:
+        with open(os.path.join(out, name), "rb") as f:
+            head = f.read(8)
+        assert head == b"\x89PNG\r\n\x1a\n" and os.path.getsize(os.path.join(out, name)) > 20_000
+
+
+def test_adam_at_its_default_lr_beats_sgd_at_the_same_lr(quick):
+    # Kingma & Ba (2015), and every optimizer benchmark since: at lr 1e-3 (Adam's default) and the
+    # same number of steps, plain SGD has barely moved while Adam has trained.
+    a = _record(quick[1], "optimizers").arrays
+    final = {}
+    for opt in ("adam", "sgd"):
+        at = a[f"{opt}.tune.hp.learning_rate"] == np.float32(1e-3)
+        final[opt] = a[f"{opt}.tune.train_loss_eval"][at, -1]
+        assert at.sum() >= 2 and np.all(np.isfinite(final[opt]))
+    assert final["adam"].max() < 0.5 * final["sgd"].min(), final
+
+
+def test_l1_gives_more_near_zero_weights_than_l2_at_matched_strength(quick):
+    a = _record(quick[1], "regularization").arrays
+    for strength in EXPERIMENTS["regularization"].quick.strengths:
+        l1 = a["l1.near_zero_fraction"][a["l1.hp.l1"] == np.float32(strength)]
+        l2 = a["l2.near_zero_fraction"][a["l2.hp.l2"] == np.float32(strength)]
+        assert l1.min() > l2.max(), (strength, l1, l2)
+    strong = np.float32(1e-3)
+    assert a["l1.near_zero_fraction"][a["l1.hp.l1"] == strong].mean() > 0.25
+    assert a["l2.near_zero_fraction"][a["l2.hp.l2"] == strong].mean() < 0.05
+
+
+def test_sigmoid_first_layer_gradient_vanishes_next_to_relu_with_he(quick):
+    a = _record(quick[1], "activations").arrays
+    sigmoid, relu = a["sigmoid.grad_norms"][:, 0], a["relu.grad_norms"][:, 0]  # (seeds,) first layer
+    assert sigmoid.max() < 1e-3 * relu.min(), (sigmoid, relu)
+    # ... while at the last layer they are of the same order: the gradient vanishes on the way down.
+    assert a["sigmoid.grad_norms"][:, -1].mean() > 0.1 * a["relu.grad_norms"][:, -1].mean()
+
+
+def test_small_normal_init_shrinks_activations_and_he_keeps_them_with_relu(quick):
+    a = _record(quick[1], "initialization").arrays
+    small, he = a["relu.small normal.stds"].mean(0), a["relu.he_normal.stds"].mean(0)
+    assert small[-1] < 1e-6 * small[0] * 10 and 0.3 < he[-1] / he[0] < 3
+
+
+def test_every_hand_written_optimizer_stays_within_tolerance_of_optax(quick):
+    a = _record(quick[1], "verification").arrays
+    for opt in EXPERIMENTS["verification"].quick.optimizers:
+        errors, tolerances = a[f"{opt}.step_errors"], a[f"{opt}.tolerances"]
+        assert np.all(errors <= tolerances[:, None]), opt
+
+
+def test_figures_again_redraws_from_saved_results_without_training(quick, monkeypatch):
+    out, results = quick
+
+    def must_not_run(config, ctx):
+        raise AssertionError("training rerun although the results are saved")
+
+    for name, e in EXPERIMENTS.items():
+        if e.reuse:
+            monkeypatch.setitem(EXPERIMENTS, name, experiments.dataclasses.replace(e, run=must_not_run))
+    before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
+    assert main(["figures", "--quick", "--quiet", "--out", out, "--results", results]) == 0
+    assert all(os.path.getmtime(os.path.join(out, f)) >= t for f, t in before.items())
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
