@@ -1,0 +1,343 @@
+"""lab.verify catches planted bugs with its defaults, and passes correct, differently ordered code.
+
+Each planted bug is a realistic mistake of a hand-written optimizer; each is caught by
+``compare``'s defaults (``fail_fast`` only stops after the first failing case). Where a bug shows
+only under some condition (small gradients, many steps, one dtype, a schedule, a leaf shape), a
+second check shows that without that condition it would have slipped through.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lab import optim, verify
+
+# ----------------------------------------------------------------------------- hand-written variants
+
+
+class _AdamState(NamedTuple):
+    count: jax.Array  # () in count_dtype
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+def _adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, *, form="optax", count_dtype=jnp.int32,
+          correction_in_leaf_dtype=False, factor=1.0):
+    """Adam written by hand with knobs for planting bugs.
+
+    form "optax": u = -lr m_hat / (sqrt(v_hat) + eps); form "paper": the Adam paper's efficient
+    ordering, step = lr sqrt(1 - b2^t) / (1 - b1^t), u = -step m / (sqrt(v) + eps sqrt(1 - b2^t)),
+    the same function of exact arithmetic, rounded differently; form "lerp": moments updated as
+    m + (1 - b1)(g - m), as PyTorch's lerp_ does.
+    """
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return _AdamState(jnp.zeros((), count_dtype), zeros, zeros)
+
+    def update(grads, state, params=None):
+        del params
+        count = state.count + jnp.ones((), count_dtype)
+        lr = learning_rate(state.count.astype(jnp.int32)) if callable(learning_rate) else learning_rate
+
+        def leaf(g, m, v):
+            if form == "lerp":
+                m = m + jnp.asarray(1 - b1, g.dtype) * (g - m)
+                v = v + jnp.asarray(1 - b2, g.dtype) * (g * g - v)
+            else:
+                m = jnp.asarray(1 - b1, g.dtype) * g + jnp.asarray(b1, g.dtype) * m
+                v = jnp.asarray(1 - b2, g.dtype) * g * g + jnp.asarray(b2, g.dtype) * v
+            wide = g.dtype if correction_in_leaf_dtype or g.dtype == jnp.float64 else jnp.float32
+            t = count.astype(wide)
+            bc1 = (1 - jnp.asarray(b1, wide) ** t)
+            bc2 = (1 - jnp.asarray(b2, wide) ** t)
+            if form == "paper":
+                step = (lr * jnp.sqrt(bc2) / bc1).astype(g.dtype)
+                u = -step * m / (jnp.sqrt(v) + (eps * jnp.sqrt(bc2)).astype(g.dtype))
+            else:
+                m_hat, v_hat = m / bc1.astype(g.dtype), v / bc2.astype(g.dtype)
+                u = -jnp.asarray(lr).astype(g.dtype) * m_hat / (jnp.sqrt(v_hat) + jnp.asarray(eps, g.dtype))
+            return jnp.asarray(factor, g.dtype) * u, m, v
+
+        out = jax.tree.map(leaf, grads, state.mu, state.nu)
+        is_triple = lambda x: isinstance(x, tuple)  # noqa: E731
+        pick = lambda i: jax.tree.map(lambda o: o[i], out, is_leaf=is_triple)  # noqa: E731
+        return pick(0), _AdamState(count, pick(1), pick(2))
+
+    return optax.GradientTransformation(init, update)
+
+
+def _stateless(fn):
+    """A transformation ``u -> fn(u, params)`` leaf by leaf."""
+    return optax.GradientTransformation(
+        lambda params: optax.EmptyState(),
+        lambda updates, state, params=None: (jax.tree.map(fn, updates, params), state))
+
+
+class _CountState(NamedTuple):
+    count: jax.Array  # () int32
+
+
+def _schedule_read_one_step_late(learning_rate):
+    def update(updates, state, params=None):
+        lr = jnp.asarray(learning_rate(state.count + 1))  # BUG: it should see the current count
+        return jax.tree.map(lambda g: -lr.astype(g.dtype) * g, updates), _CountState(state.count + 1)
+
+    return optax.GradientTransformation(lambda p: _CountState(jnp.zeros((), jnp.int32)), update)
+
+
+def _momentum_with_leaf_bug(learning_rate, momentum=0.9, *, broken):
+    """Heavy-ball momentum with a special case for some leaves that forgets the buffer."""
+
+    def update(updates, state, params=None):
+        def leaf(g, m):
+            new = g + jnp.asarray(momentum, g.dtype) * m
+            if broken(g):
+                new = broken(g)(g, new)
+            return new
+
+        new = jax.tree.map(leaf, updates, state.trace)
+        lr = jnp.asarray(learning_rate)
+        return jax.tree.map(lambda m: -lr.astype(m.dtype) * m, new), optim.TraceState(new)
+
+    return optax.GradientTransformation(lambda p: optim.TraceState(jax.tree.map(jnp.zeros_like, p)), update)
+
+
+def _scalar_bug(g):
+    # BUG: a "fast path" for scalar leaves that returns the gradient and drops the buffer.
+    return (lambda g, new: g) if g.ndim == 0 else None
+
+
+def _odd_tail_bug(g):
+    # BUG: a vectorized kernel in blocks of 4 whose remainder gets the raw gradient.
+    tail = g.size % 4
+    if tail == 0:
+        return None
+
+    def fix(g, new):
+        flat_g, flat_new = g.reshape(-1), new.reshape(-1)
+        return flat_new.at[-tail:].set(flat_g[-tail:]).reshape(g.shape)
+
+    return fix
+
+
+ADAM = {"learning_rate": 1e-3}
+
+
+def _assert_caught(report, **where):
+    assert not report.passed, report.summary()
+    failure = report.failure
+    assert failure is not None and np.isfinite(failure.tolerance)
+    for key, allowed in where.items():
+        value = getattr(failure, key)
+        assert value in allowed if isinstance(allowed, set) else value == allowed, (
+            f"{key}={value!r}, expected {allowed!r}: {failure}")
+    return failure
+
+
+# ----------------------------------------------------------------------------- planted bugs
+
+
+def test_eps_inside_the_square_root_is_caught_at_small_gradient_scale():
+    def eps_in_sqrt(learning_rate):  # BUG: eps moved inside the square root
+        return optim.adam(learning_rate, eps=0.0, eps_root=1e-8)
+
+    report = verify.compare(eps_in_sqrt, "adam", ADAM, fail_fast=True)
+    failure = _assert_caught(report, step=0, dtype="float32")
+    assert verify.DEFAULT_SCALES[failure.leaf[2:-2]] <= 1e-3  # a leaf with small gradients
+    assert abs(failure.candidate) < abs(failure.reference)  # the floor sqrt(1e-8) shrinks the step
+    # With every gradient of order 1 it is only a hair above float32's tolerance (it shows only where
+    # the gradient stream has exact zeros); the small-gradient leaves make it an O(1) error.
+    unit = {k: 1.0 for k in verify.DEFAULT_TREE}
+    at_unit_scale = verify.compare(eps_in_sqrt, "adam", ADAM, scales=unit, tree=verify.DEFAULT_TREE,
+                                   dtypes=("float32",), schedule=False)
+    assert at_unit_scale.max_rel_error < 1e-3 < 0.5 < report.max_rel_error
+
+
+def test_a_step_count_that_stalls_after_256_steps_is_caught():
+    def bf16_count(learning_rate):  # BUG: bfloat16 holds integers exactly only up to 256
+        return _adam(learning_rate, count_dtype=jnp.bfloat16)
+
+    failure = _assert_caught(verify.compare(bf16_count, "adam", ADAM, fail_fast=True))
+    assert failure.step > 256
+    assert verify.compare(bf16_count, "adam", ADAM, steps=250, dtypes=("float32",), schedule=False).passed
+
+
+def test_a_bias_correction_rounded_in_bfloat16_is_caught_only_in_bfloat16():
+    def corrected_in_leaf_dtype(learning_rate):  # BUG: 0.999 rounds to 1 in bfloat16: 1 - 1^t = 0
+        return _adam(learning_rate, correction_in_leaf_dtype=True)
+
+    report = verify.compare(corrected_in_leaf_dtype, "adam", ADAM, schedule=False)
+    assert [c.dtype for c in report.cases if not c.passed] == ["bfloat16"]
+    _assert_caught(report, dtype="bfloat16")
+
+
+def test_a_schedule_read_one_step_late_is_caught_only_with_a_schedule():
+    def late(learning_rate):
+        return optax.chain(optim.scale_by_adam(), _schedule_read_one_step_late(
+            learning_rate if callable(learning_rate) else optax.constant_schedule(learning_rate)))
+
+    report = verify.compare(late, "adam", ADAM, dtypes=("float32",))
+    assert [c.setting for c in report.cases if not c.passed] == ["schedule"]
+    _assert_caught(report, case="schedule, float32")
+
+
+def test_a_bug_only_on_scalar_leaves_is_caught_there():
+    def scalar_fast_path(learning_rate, momentum=0.9):
+        return _momentum_with_leaf_bug(learning_rate, momentum, broken=_scalar_bug)
+
+    kwargs = {"learning_rate": 0.1, "momentum": 0.9}
+    _assert_caught(verify.compare(scalar_fast_path, "sgd", kwargs, fail_fast=True), leaf="['scalar']",
+                   shape=(), step=1)
+
+
+def test_a_bug_only_on_odd_sized_leaves_is_caught_there():
+    def blocks_of_four(learning_rate, momentum=0.9):
+        return _momentum_with_leaf_bug(learning_rate, momentum, broken=_odd_tail_bug)
+
+    kwargs = {"learning_rate": 0.1, "momentum": 0.9}
+    failure = _assert_caught(verify.compare(blocks_of_four, "sgd", kwargs, fail_fast=True), step=1)
+    assert int(np.prod(failure.shape)) % 4 != 0
+    assert verify.compare(blocks_of_four, "sgd", kwargs, tree={"w": (4, 2), "b": (8,)},
+                          dtypes=("float32",), schedule=False).passed
+
+
+@pytest.mark.parametrize("factor", [2.0, 1.001])
+def test_a_constant_factor_is_caught(factor):
+    def scaled(learning_rate):
+        return _adam(learning_rate, factor=factor)
+
+    _assert_caught(verify.compare(scaled, "adam", ADAM, fail_fast=True), step=0)
+
+
+def test_the_moving_average_momentum_is_not_heavy_ball():
+    # The seed's v = beta v + (1 - beta) g against optax's heavy ball: a factor 1 - beta apart.
+    def ema_form(learning_rate, momentum):
+        return optim.momentum(learning_rate, beta=momentum, ema=True)
+
+    _assert_caught(verify.compare(ema_form, "sgd", {"learning_rate": 0.1, "momentum": 0.9}, fail_fast=True))
+
+
+@pytest.mark.parametrize("where", ["l2_before_adam", "not_scaled_by_lr"])
+def test_weight_decay_in_the_wrong_place_is_caught(where):
+    def misplaced(learning_rate, weight_decay=1e-4):
+        lr = optim.scale_by_learning_rate(learning_rate)
+        if where == "l2_before_adam":  # BUG: an L2 penalty, rescaled by Adam, instead of decoupled
+            return optax.chain(optim.add_decayed_weights(weight_decay), optim.scale_by_adam(), lr)
+        # BUG: decoupled, but not multiplied by the learning rate
+        return optax.chain(optim.scale_by_adam(), lr, _stateless(lambda u, p: u - weight_decay * p))
+
+    _assert_caught(verify.compare(misplaced, "adamw", {"learning_rate": 1e-3}, fail_fast=True))
+
+
+# ----------------------------------------------------------------------------- no false alarms
+
+
+def test_adam_in_the_papers_ordering_passes_in_every_dtype():
+    def paper(learning_rate):
+        return _adam(learning_rate, form="paper")
+
+    report = verify.compare(paper, "adam", ADAM)
+    assert report.passed, report.summary()
+    assert report.max_rel_error > 0  # it really is rounded differently
+    assert {c.dtype for c in report.cases} == {"float32", "bfloat16", "float64"}
+
+
+def test_lerp_moments_pass_in_float32_and_float64():
+    def lerp(learning_rate):
+        return _adam(learning_rate, form="lerp")
+
+    report = verify.compare(lerp, "adam", ADAM, dtypes=("float32", "float64"), schedule=False)
+    assert report.passed, report.summary()
+
+
+def test_lerp_moments_in_bfloat16_differ_from_optax_because_optax_rounds_b2_to_one():
+    """Not a false alarm: in bfloat16, optax (and lab.optim) round b2 = 0.999 to 1.0, so their v is
+    a running sum, while the lerp form keeps a true moving average. The two genuinely part."""
+    assert float(jnp.asarray(0.999, jnp.bfloat16)) == 1.0
+
+    def lerp(learning_rate):
+        return _adam(learning_rate, form="lerp")
+
+    _assert_caught(verify.compare(lerp, "adam", ADAM, dtypes=("bfloat16",), schedule=False), dtype="bfloat16")
+
+
+def test_reordered_momentum_and_rmsprop_pass_in_bfloat16():
+    # lab's EMA Nesterov momentum is (1 - b) g + b v; the reference is (g + b m) (1 - b) lr; and lab's
+    # rmsprop divides by sqrt(nu) + eps where optax multiplies by its reciprocal. bfloat16 is where
+    # reordering shows most (float32 and float64 are covered by `lab verify` and test_optim).
+    for name, kwargs in [("momentum", {"learning_rate": 0.1, "beta": 0.8, "ema": True, "nesterov": True}),
+                         ("rmsprop", {"learning_rate": 1e-3, "decay": 0.99, "eps_in_sqrt": False,
+                                      "momentum": 0.9})]:
+        report = verify.compare(optim.OPTIMIZERS[name], name, kwargs, dtypes=("bfloat16",), seeds=range(4))
+        assert report.passed, report.summary()
+        assert report.max_rel_error > 0
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def test_report_shape_for_figures_and_json():
+    report = verify.compare(optim.sgd, "sgd", {"learning_rate": 0.1}, steps=30,
+                            dtypes=("float32", "bfloat16"))
+    assert report.passed and report.failure is None
+    assert report.step_errors.shape == (4, 30) and report.tolerances.shape == (4,)
+    assert report.labels == ["constant lr, float32", "constant lr, bfloat16", "schedule, float32",
+                             "schedule, bfloat16"]
+    np.testing.assert_allclose(report.tolerances, [verify.default_rtol(d) for d in
+                                                   ("float32", "bfloat16") * 2])
+    d = report.to_dict()
+    assert d["passed"] and len(d["cases"]) == 4
+
+
+def test_default_tolerances_follow_the_rule():
+    for dtype in ("float32", "float64", "bfloat16"):
+        eps = float(jnp.finfo(dtype).eps)
+        assert verify.default_rtol(dtype) == max(eps ** (2 / 3), 8 * eps)
+    assert 1e-5 < verify.default_rtol("float32") < 1e-4
+    assert verify.default_rtol("bfloat16") == 8 * float(jnp.finfo(jnp.bfloat16).eps)
+
+
+class _Count(NamedTuple):
+    count: jax.Array  # () int32
+
+
+def test_nan_where_the_reference_is_finite_fails():
+    def nan_on_step_5(learning_rate):  # BUG: e.g. a 0/0 that appears at one step
+        def update(updates, state, params=None):
+            updates = jax.tree.map(
+                lambda g: jnp.where(state.count == 5, jnp.full_like(g, jnp.nan), -learning_rate * g), updates)
+            return updates, _Count(state.count + 1)
+
+        return optax.GradientTransformation(lambda p: _Count(jnp.zeros((), jnp.int32)), update)
+
+    _assert_caught(verify.compare(nan_on_step_5, "sgd", {"learning_rate": 0.1}, steps=20, fail_fast=True,
+                                  schedule=False), step=5)
+
+
+def test_unknown_reference_name_raises():
+    with pytest.raises(ValueError, match="no optimizer named 'adamz'"):
+        verify.compare(optim.adam, "adamz", ADAM)
+
+
+# ----------------------------------------------------------------------------- trajectories
+
+
+@pytest.mark.parametrize("objective", ["rosenbrock", "mlp"])
+def test_trajectories_of_lab_and_optax_agree(objective):
+    report = verify.compare_trajectories(optim.adam, "adam", {"learning_rate": 1e-2}, objective=objective)
+    assert report.passed, report.max_rel_error
+    assert report.reference_loss[-1] < 0.5 * report.reference_loss[0]  # it did optimize
+
+
+def test_trajectories_report_where_a_bug_parts():
+    def scaled(learning_rate):
+        return _adam(learning_rate, factor=1.01)
+
+    report = verify.compare_trajectories(scaled, "adam", {"learning_rate": 1e-2}, objective="rosenbrock")
+    assert not report.passed and report.parted_at is not None
+    assert np.all(report.step_errors[: report.parted_at] <= report.tolerance)
