@@ -64,17 +64,20 @@ def train_flops_per_step() -> float:
 # ----------------------------------------------------------------------------- the lab
 
 
-def time_lab(runs: int, steps: int, with_store: bool = False) -> dict:
+def time_lab(runs: int, steps: int, repeats: int = 2) -> dict:
+    """Compile and run once, then the best of ``repeats`` calls that reuse the compiled program
+    (``repeats=0``: the first call's time less its compile time), and one call that saves results
+    and a checkpoint per chunk."""
     config = workload(runs, steps)
-    first = run_sweep(config, store_dir=None, quiet=True)  # compiles
-    if with_store:
+    first = run_sweep(config, store_dir=None, quiet=True)
+    seconds = [run_sweep(config, store_dir=None, quiet=True).wall_seconds for _ in range(repeats)]
+    out = {"runs": config.runs, "seconds": min(seconds, default=first.wall_seconds - first.compile_seconds),
+           "compile_seconds": first.compile_seconds,
+           "final_test_accuracy_median": float(np.nanmedian(first.test_accuracy[:, -1]))}
+    if repeats:
         with tempfile.TemporaryDirectory() as tmp:
-            timed = run_sweep(config, store_dir=tmp, quiet=True)
-    else:
-        timed = run_sweep(config, store_dir=None, quiet=True)  # reuses the compiled program
-    return {"runs": config.runs, "seconds": timed.wall_seconds, "compile_seconds": first.compile_seconds,
-            "first_call_seconds": first.wall_seconds,
-            "final_test_accuracy_median": float(np.nanmedian(timed.test_accuracy[:, -1]))}
+            out["with_store_seconds"] = run_sweep(config, store_dir=tmp, quiet=True).wall_seconds
+    return out
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -88,7 +91,8 @@ def time_optax_loop(config: SweepConfig, n_runs: int) -> float:
     @jax.jit
     def step(params, opt_state, k_batch, t, lr):
         idx = batch_indices(k_batch, t, n, BATCH)
-        loss, grads = jax.value_and_grad(lambda p: data_loss(PROBLEM, p, data.x_train[idx], data.y_train[idx]))(params)
+        x, y = data.x_train[idx], data.y_train[idx]
+        loss, grads = jax.value_and_grad(lambda p: data_loss(PROBLEM, p, x, y))(params)
         updates, opt_state = optax.adam(lr).update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -119,9 +123,13 @@ def time_torch(config: SweepConfig, n_runs: int) -> float | None:
     except ModuleNotFoundError:
         return None
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        # One thread: for a model this small it is torch's fastest setting, and with two threads
+        # on a busy 2-core machine OpenMP's spinning made steps up to 30x slower.
+        torch.set_num_threads(1)
     data = load_data(PROBLEM)
-    x = torch.as_tensor(np.asarray(data.x_train), device=device)
-    y = torch.as_tensor(np.asarray(data.y_train), device=device).long()
+    x = torch.as_tensor(np.array(data.x_train), device=device)
+    y = torch.as_tensor(np.array(data.y_train), device=device).long()
     n = x.shape[0]
     per_epoch = n // BATCH
     lrs, seeds = config.run_hparams()["learning_rate"], config.run_seeds()
@@ -191,16 +199,16 @@ def matmul_rate(runs: int, steps: int = 100) -> float:
 def device_description() -> str:
     d = jax.devices()[0]
     if d.platform == "cpu":
-        return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()}), {jax.device_count()} device(s)"
+        return f"cpu ({os.cpu_count()} cores, {platform.machine()}), {jax.device_count()} device(s)"
     return f"{d.device_kind} x{jax.device_count()}"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=128, help="runs in the workload (default 128 = 32 lrs x 4 seeds)")
+    parser.add_argument("--runs", type=int, default=128, help="runs (default 128 = 32 lrs x 4 seeds)")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--baseline-runs", type=int, default=8, help="runs timed per baseline, then scaled")
-    parser.add_argument("--scaling", default="1,2,4,8,16,32,64,128,256,512", help="run counts for the scaling table")
+    parser.add_argument("--scaling", default="1,2,4,8,16,32,64,128,256,512", help="run counts to time alone")
     parser.add_argument("--quick", action="store_true", help="50 steps, scaling 1,16,128 (a smoke run)")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -216,9 +224,8 @@ def main(argv=None) -> int:
     log(f"workload: {config.runs} runs x {config.steps} steps (Adam, digits 64-128-10, batch {BATCH})")
 
     lab = time_lab(config.runs, config.steps)
-    log(f"lab: {lab['seconds']:.2f} s run, {lab['compile_seconds']:.2f} s compile")
-    stored = time_lab(config.runs, config.steps, with_store=True)
-    log(f"lab with results store and a checkpoint per chunk: {stored['seconds']:.2f} s")
+    log(f"lab: {lab['seconds']:.2f} s run, {lab['compile_seconds']:.2f} s compile, "
+        f"{lab['with_store_seconds']:.2f} s with results store and a checkpoint per chunk")
     n_base = min(args.baseline_runs, config.runs)
     optax_seconds = time_optax_loop(config, n_base) * config.runs / n_base
     log(f"optax loop: {optax_seconds:.2f} s (timed {n_base} runs, scaled x{config.runs / n_base:g})")
@@ -232,10 +239,11 @@ def main(argv=None) -> int:
 
     scaling = []
     for runs in (int(r) for r in args.scaling.split(",")):
-        point = time_lab(runs, config.steps)
+        point = time_lab(runs, config.steps, repeats=0)
         scaling.append({"runs": point["runs"], "seconds": round(point["seconds"], 4),
                         "compile_seconds": round(point["compile_seconds"], 4)})
-        log(f"  scaling: {point['runs']:4d} runs  {point['seconds']:8.3f} s  compile {point['compile_seconds']:.2f} s")
+        log(f"  scaling: {point['runs']:4d} runs  {point['seconds']:8.3f} s  "
+            f"compile {point['compile_seconds']:.2f} s")
 
     try:
         import torch
@@ -248,7 +256,7 @@ def main(argv=None) -> int:
         "steps": config.steps,
         "lab_seconds": round(lab["seconds"], 4),
         "lab_compile_seconds": round(lab["compile_seconds"], 4),
-        "lab_with_store_seconds": round(stored["seconds"], 4),
+        "lab_with_store_seconds": round(lab["with_store_seconds"], 4),
         "optax_loop_seconds": round(optax_seconds, 4),
         "torch_seconds": None if torch_seconds is None else round(torch_seconds, 4),
         "matmul_rate_fraction": round(lab_rate / rate, 4),
@@ -262,9 +270,10 @@ def main(argv=None) -> int:
         "versions": {"jax": jax.__version__, "optax": optax.__version__, "torch": torch_version,
                      "python": platform.python_version()},
         "command": "python benchmarks/sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "notes": f"baselines timed on {n_base} runs and scaled linearly to {config.runs}; lab_seconds is a "
-                 "second call reusing the compiled program, store_dir=None; matmul_rate_fraction = lab "
-                 "FLOP/s (matrix-product FLOPs of training only) / FLOP/s of the same batched products alone",
+        "notes": f"baselines timed on {n_base} runs and scaled linearly to {config.runs}; lab_seconds: best "
+                 "of 2 calls reusing the compiled program, store_dir=None; scaling seconds: first call less "
+                 "its compile time; matmul_rate_fraction = lab FLOP/s (matrix-product FLOPs of training "
+                 "only) / FLOP/s of the same batched products alone (best of 3)",
     }
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -279,13 +288,15 @@ def main(argv=None) -> int:
     print(f"{'':34}{'seconds':>10}{'lab is x faster':>18}")
     print(f"{'lab (one compiled program)':34}{lab['seconds']:>10.2f}{'':>18}")
     print(f"{'  its compile time':34}{lab['compile_seconds']:>10.2f}{'':>18}")
-    print(f"{'  with store + checkpoints':34}{stored['seconds']:>10.2f}{'':>18}")
+    print(f"{'  with store + checkpoints':34}{lab['with_store_seconds']:>10.2f}{'':>18}")
     print(f"{'optax step in a Python loop':34}{optax_seconds:>10.2f}{optax_seconds / lab['seconds']:>17.1f}x")
     if torch_seconds is not None:
-        print(f"{'PyTorch eager, torch.optim.Adam':34}{torch_seconds:>10.2f}{torch_seconds / lab['seconds']:>17.1f}x")
+        speedup = torch_seconds / lab["seconds"]
+        print(f"{'PyTorch eager, torch.optim.Adam':34}{torch_seconds:>10.2f}{speedup:>17.1f}x")
     else:
-        print(f"{'PyTorch eager':34}{'n/a (torch not installed)':>28}")
-    print(f"{'matmul rate reached':34}{100 * lab_rate / rate:>9.0f}%  ({lab_rate / 1e9:.1f} of {rate / 1e9:.1f} GFLOP/s)")
+        print(f"{'PyTorch eager':34}{'n/a (not installed or --no-torch)':>36}")
+    print(f"{'matmul rate reached':34}{100 * lab_rate / rate:>9.0f}%  "
+          f"({lab_rate / 1e9:.1f} of {rate / 1e9:.1f} GFLOP/s)")
     print(f"(baselines timed on {n_base} runs and scaled to {config.runs})")
     print()
     print(f"{'runs':>6}{'run s':>10}{'compile s':>11}{'ms per run':>12}")

@@ -522,8 +522,10 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
     seeds = _put(_pad(config.run_seeds(), runs_padded), by_run)
     data = jax.tree.map(lambda a: _put(np.asarray(a), replicated), data)
 
-    init_fn, chunk_fn, state_shape, compile_seconds = _compile(
-        _program_key(config), chunk_steps, runs_padded, tuple(mesh.devices.flat))
+    t0 = time.perf_counter()
+    init_fn, chunk_fn, state_shape = _compile(_program_key(config), chunk_steps, runs_padded,
+                                              tuple(mesh.devices.flat))
+    compile_seconds = time.perf_counter() - t0  # about 0 when this process compiled it before
 
     logged_steps, eval_steps = config.logged_steps(), config.eval_steps()
     eval_index = {int(e): i for i, e in enumerate(eval_steps)}
@@ -607,10 +609,8 @@ def _program_key(config: SweepConfig) -> SweepConfig:
 
 @functools.lru_cache(maxsize=8)
 def _compile(key: SweepConfig, chunk_steps: int, runs_padded: int, devices: tuple):
-    """Compiled init and chunk programs for ``runs_padded`` runs, cached across calls.
-
-    Returns ``(init, chunk, state_shape, compile_seconds)``; ``compile_seconds`` is 0 when cached.
-    """
+    """Compiled init and chunk programs for ``runs_padded`` runs, and the state's shapes; cached, so
+    that rerunning a sweep (or one of the same shape) in a process compiles nothing."""
     program = _build_program(key, chunk_steps)
     mesh = Mesh(np.asarray(devices), ("runs",))
     by_run, replicated = NamedSharding(mesh, PartitionSpec("runs")), NamedSharding(mesh, PartitionSpec())
@@ -618,14 +618,13 @@ def _compile(key: SweepConfig, chunk_steps: int, runs_padded: int, devices: tupl
     data_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
     hp_spec = {k: jax.ShapeDtypeStruct((runs_padded,), jnp.float32) for k, _ in key.grid}
     seeds_spec = jax.ShapeDtypeStruct((runs_padded,), jnp.int32)
-    t0 = time.perf_counter()
     init_fn = jax.jit(program.init, in_shardings=(by_run, by_run, replicated), out_shardings=by_run)
     init_fn = init_fn.lower(hp_spec, seeds_spec, data_spec).compile()
     state_shape = jax.eval_shape(program.init, hp_spec, seeds_spec, data_spec)[0]
     chunk_fn = jax.jit(program.chunk, in_shardings=(by_run, replicated, by_run, replicated),
                        out_shardings=by_run, donate_argnums=0)
     chunk_fn = chunk_fn.lower(state_shape, jax.ShapeDtypeStruct((), jnp.int32), hp_spec, data_spec).compile()
-    return init_fn, chunk_fn, state_shape, time.perf_counter() - t0
+    return init_fn, chunk_fn, state_shape
 
 
 def weight_stats(params, bins: int = HIST_BINS) -> dict[str, np.ndarray]:

@@ -285,6 +285,7 @@ def test_sigkill_loses_at_most_a_chunk_and_never_leaves_complete_looking_files(t
     assert_same(run_sweep(config, store_dir=None, quiet=True, chunk_steps=5), resumed)
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="simulates 8 devices with the CPU platform")
 def test_eight_devices_give_the_single_device_results(tmp_path):
     # 6 runs, padded to 8 on 8 simulated CPU devices; lr 1e4 diverges, so freezing is sharded too.
     config = small(optimizer="sgd", grid={"learning_rate": [0.3, 1e2, 1e4]}, name="devices")
