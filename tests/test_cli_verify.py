@@ -1,0 +1,109 @@
+"""``lab verify`` through ``lab.cli.main`` (and once as a real process, to see there is no traceback)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from lab.cli import main
+
+QUICK = ["--steps", "20", "--dtype", "float32", "--seeds", "1"]
+
+CANDIDATES = textwrap.dedent("""
+    import optax
+    from lab import optim
+
+    def good_adam(learning_rate, b1=0.9, b2=0.999):
+        return optim.adam(learning_rate, b1=b1, b2=b2)
+
+    def bad_adam(learning_rate):
+        return optim.adam(learning_rate, eps=0.0, eps_root=1e-8)  # eps inside the square root
+
+    not_a_factory = 3
+""")
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "my_optimizers.py").write_text(CANDIDATES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_optimizers"
+
+
+def test_builtin_table(capsys):
+    assert main(["verify", "--optimizer", "sgd", *QUICK]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:6] == ["optimizer", "settings", "dtype", "steps", "max", "rel"]
+    rows = [line for line in lines if line.startswith("sgd ")]
+    assert len(rows) == 6 and all(row.endswith("PASS") for row in rows)  # 3 settings x (constant, schedule)
+    assert "6/6 checks passed" in out
+
+
+def test_builtin_json(capsys):
+    assert main(["verify", "--optimizer", "adagrad", "--json", *QUICK]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["passed"] is True
+    assert {r["optimizer"] for r in data["results"]} == {"adagrad"}
+    row = data["results"][0]
+    assert set(row) >= {"optimizer", "settings", "dtype", "steps", "max_rel_error", "tolerance", "passed"}
+    assert row["steps"] == 20 and row["dtype"] == "float32"
+
+
+def test_user_candidate_passes(capsys, user_module):
+    argv = ["verify", "--candidate", f"{user_module}:good_adam", "--reference", "adam",
+            "--kwargs", '{"learning_rate": 1e-3, "b1": 0.8}', *QUICK]
+    assert main(argv) == 0
+    assert "2/2 checks passed" in capsys.readouterr().out
+
+
+def test_user_candidate_fails_with_diagnostics(capsys, user_module):
+    argv = ["verify", "--candidate", f"{user_module}:bad_adam", "--reference", "adam",
+            "--kwargs", '{"learning_rate": 1e-3}', *QUICK]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "where they parted" in out
+    assert "step 0" in out and "candidate" in out and "reference" in out and "shape" in out
+
+
+def test_user_candidate_json_failure(capsys, user_module):
+    argv = ["verify", "--candidate", f"{user_module}:bad_adam", "--reference", "adam",
+            "--kwargs", '{"learning_rate": 1e-3}', "--json", *QUICK]
+    assert main(argv) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["passed"] is False and "step 0" in data["results"][0]["failure"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--candidate", "no_such_module_xyz:adam", "--reference", "adam"], "cannot import module"),
+    (["--candidate", "my_optimizers:missing", "--reference", "adam"], "has no attribute 'missing'"),
+    (["--candidate", "my_optimizers:not_a_factory", "--reference", "adam"], "not callable"),
+    (["--candidate", "my_optimizers", "--reference", "adam"], "MODULE:ATTR"),
+    (["--candidate", "my_optimizers:good_adam", "--reference", "adamz"], "no optimizer named 'adamz'"),
+    (["--candidate", "my_optimizers:good_adam", "--reference", "adam", "--kwargs", "{learning_rate: 1}"],
+     "not valid JSON"),
+    (["--candidate", "my_optimizers:good_adam", "--reference", "adam", "--kwargs", "[1e-3]"],
+     "JSON object"),
+    (["--candidate", "my_optimizers:good_adam"], "go together"),
+    (["--optimizer", "adamax"], "unknown optimizer 'adamax'"),
+    (["--candidate", "my_optimizers:good_adam", "--reference", "adam", "--kwargs", '{"lr": 1}'],
+     "unexpected keyword"),
+])
+def test_bad_input_is_one_line_and_status_2(capsys, user_module, args, message):
+    assert main(["verify", *args, *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lab: error:") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_module_in_a_real_process_prints_no_traceback():
+    # What the `lab` console script runs (lab.cli:main), in a fresh interpreter.
+    code = "import sys; from lab.cli import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-c", code, "verify", "--candidate", "no_such_module_xyz:f",
+                           "--reference", "adam"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "lab: error: cannot import module 'no_such_module_xyz': No module named 'no_such_module_xyz'"]
