@@ -11,6 +11,7 @@ exactly: ReLU'(0) = 0, LeakyReLU'(0) = 1, ELU'(0) = alpha.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -128,10 +129,14 @@ def get_activation(name: str | Activation, **kwargs: float) -> Activation:
     """Look an activation up by name; ``kwargs`` set ``negative_slope`` (leaky_relu) or ``alpha`` (elu).
 
     Raises:
-        ValueError: for an unknown name, listing the valid ones.
+        ValueError: for an unknown name, listing the valid ones, or a parameter it does not take.
     """
     if isinstance(name, Activation):
         return name
     if name not in _BUILDERS:
         raise ValueError(f"unknown activation {name!r}; valid names: {', '.join(ACTIVATIONS)}")
+    takes = tuple(inspect.signature(_BUILDERS[name]).parameters)
+    if unknown := sorted(set(kwargs) - set(takes)):
+        takes_text = ", ".join(takes) or "no parameters"
+        raise ValueError(f"activation {name!r} takes {takes_text}, not {', '.join(unknown)}")
     return _BUILDERS[name](**kwargs)

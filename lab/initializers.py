@@ -20,6 +20,7 @@ of its inputs. Biases start at zero (:func:`zeros`).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -112,7 +113,7 @@ def get_initializer(name: str | Initializer, **kwargs: float) -> Initializer:
     Returns a function ``(key, fan_in, fan_out, dtype=float32) -> (fan_in, fan_out) array``.
 
     Raises:
-        ValueError: for an unknown name, listing the valid ones.
+        ValueError: for an unknown name, listing the valid ones, or a parameter it does not take.
     """
     if callable(name):
         return name
@@ -121,6 +122,10 @@ def get_initializer(name: str | Initializer, **kwargs: float) -> Initializer:
     fn = INITIALIZERS[name]
     if not kwargs:
         return fn
+    takes = [p for p in inspect.signature(fn).parameters if p not in ("key", "fan_in", "fan_out", "dtype")]
+    if unknown := sorted(set(kwargs) - set(takes)):
+        takes_text = ", ".join(takes) or "no parameters"
+        raise ValueError(f"initializer {name!r} takes {takes_text}, not {', '.join(unknown)}")
     return lambda key, fan_in, fan_out, dtype=jnp.float32: fn(
         key, fan_in, fan_out, dtype=dtype, **kwargs
     )

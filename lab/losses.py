@@ -67,7 +67,17 @@ def mse_classification(logits: Array, labels: Array) -> Array:
 
 
 def accuracy(logits: Array, labels: Array) -> Array:
-    """Fraction of rows whose arg-max equals the label."""
+    """Fraction of rows whose arg-max equals the label.
+
+    Raises:
+        ValueError: unless logits are (batch, classes) and labels (batch,); (batch, 1) labels would
+            otherwise broadcast to a (batch, batch) comparison and give a wrong number silently.
+    """
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(
+            f"accuracy: expected logits (batch, classes) and labels (batch,), "
+            f"got logits {logits.shape} and labels {labels.shape}"
+        )
     return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype))
 
 

@@ -85,6 +85,16 @@ def test_unknown_name_raises_listing_valid_names():
         assert name in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [("relu", {"alpha": 1.0}, "'relu' takes no parameters, not alpha"),
+     ("elu", {"negative_slope": 0.1}, "'elu' takes alpha, not negative_slope")],
+)
+def test_parameters_an_activation_does_not_take_raise(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        get_activation(name, **kwargs)
+
+
 def test_activation_instances_pass_through():
     act = Activation("custom", jnp.sin, jnp.cos)
     assert get_activation(act) is act

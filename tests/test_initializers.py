@@ -92,6 +92,16 @@ def test_aliases(alias, name):
     assert target_variance(alias, 3, 5) == target_variance(name, 3, 5)
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [("he", {"std": 0.1}, "'he_normal' takes no parameters, not std"),
+     ("normal", {"scale": 0.1}, "'normal' takes std, not scale")],
+)
+def test_parameters_an_initializer_does_not_take_raise(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        get_initializer(name, **kwargs)
+
+
 def test_callables_pass_through():
     def fn(key, fan_in, fan_out, dtype=jnp.float32):
         return jnp.ones((fan_in, fan_out), dtype)

@@ -108,6 +108,8 @@ def test_accuracy():
     logits = _a([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
     assert float(accuracy(logits, jnp.array([1, 0, 0, 0]))) == 0.75
     assert float(accuracy(logits, jnp.array([0, 1, 0, 1]))) == 0.0
+    with pytest.raises(ValueError, match=r"accuracy: expected .* got logits \(4, 2\) and labels \(4, 1\)"):
+        accuracy(logits, jnp.array([[1], [0], [0], [0]]))  # would broadcast to (4, 4) otherwise
 
 
 def test_get_loss_unknown_name_lists_valid_names():
