@@ -5,7 +5,9 @@ odd shapes and a length-1 leaf), convergence (optax's own targets and hyperparam
 states, shapes and dtypes.
 """
 
+import json
 import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -342,3 +344,51 @@ def test_get_optimizer_lists_valid_names():
     assert optim.get_optimizer("adam") is optim.adam
     with pytest.raises(ValueError, match="sgd, momentum, rmsprop, adam, adamw, adagrad"):
         optim.get_optimizer("adamax")
+
+
+# ----------------------------------------------------------------------------- PyTorch conventions
+
+TORCH_FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "torch_trajectories.json"
+TORCH = json.loads(TORCH_FIXTURE.read_text())
+
+
+def _torch_objective(p):
+    """The objective of scripts/record_torch_trajectories.py."""
+    x, y = p["xy"][0], p["xy"][1]
+    c = jnp.asarray(TORCH["w_scale"], p["w"].dtype)
+    return (1 - x) ** 2 + 100 * (y - x**2) ** 2 + 0.5 * jnp.sum(c * p["w"] * p["w"]) + 0.5 * (p["s"] - 1) ** 2
+
+
+@pytest.mark.parametrize("row", TORCH["rows"], ids=[r["name"] for r in TORCH["rows"]])
+def test_reproduces_recorded_torch_trajectory(row, x64):
+    """Each row of docs/optimizers.md: the lab.optim arguments given there replay torch.optim (float64)."""
+    lab = row["lab"]
+    opt = optim.OPTIMIZERS[lab["factory"]](**lab["kwargs"])
+    if lab["l2_before"] is not None:  # PyTorch's weight_decay in SGD/Adam: an L2 term in the gradient
+        opt = optax.chain(optim.add_decayed_weights(lab["l2_before"]), opt)
+    params = {k: jnp.asarray(v, jnp.float64) for k, v in TORCH["start"].items()}
+
+    @jax.jit
+    def run(params):
+        def step(carry, _):
+            params, state = carry
+            updates, state = opt.update(jax.grad(_torch_objective)(params), state, params)
+            params = optax.apply_updates(params, updates)
+            return (params, state), params
+
+        return jax.lax.scan(step, (params, opt.init(params)), None, length=TORCH["steps"])[1]
+
+    path = run(params)
+    errors = []
+    for k in params:
+        ours = np.concatenate([np.asarray(params[k])[None], np.asarray(path[k])])
+        ours = ours.reshape(TORCH["steps"] + 1, -1)
+        theirs = np.asarray(row["path"][k], np.float64).reshape(TORCH["steps"] + 1, -1)
+        errors.append(np.max(np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1e-3), axis=1))
+    error = np.max(errors, axis=0)  # (steps + 1,) relative error per step
+    print(f"{row['name']}: max relative error {np.max(error):.2e}")
+    assert error[0] == 0
+    if row["exact"]:
+        assert np.max(error) < 1e-10, f"{row['name']}: parts from torch at step {np.argmax(error > 1e-10)}"
+    else:  # a documented convention difference: it must show, and early
+        assert np.max(error[:10]) > 1e-6, f"{row['name']}: expected to differ from torch"
