@@ -1,0 +1,123 @@
+"""How fast is one jitted ``update`` of each hand-written optimizer, against optax and the hardware?
+
+    python benchmarks/update_step.py                  # 16M float32 params, 20 repeats (about a minute)
+    python benchmarks/update_step.py --params 1e6 --repeats 5 --json
+
+For each optimizer, the jitted ``update(grads, state, params)`` of ``lab.optim`` and of its optax
+namesake run on the same tree of about 16 million float32 parameters, timed alternately so both see
+the same machine state. Reported: min / median / max milliseconds over the repeats, the ratio
+lab / optax of the medians (goal: <= 1.00 within noise), and the fraction of the copy bandwidth
+bound: the bytes an update must read and write (gradients, state, params where used; updates and new
+state) divided by the machine's measured copy bandwidth (a jitted ``x + 1`` over 256 MiB, read plus
+write), over the measured time (goal: >= 90%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lab import optim
+
+# name, lab factory kwargs, optax reference, arrays read + written per parameter
+CASES = [
+    ("sgd", {"learning_rate": 0.1}, lambda: optax.sgd(0.1), 2),  # g -> u
+    ("momentum", {"learning_rate": 0.1, "beta": 0.9}, lambda: optax.sgd(0.1, momentum=0.9),
+     4),  # g, m -> u, m
+    ("rmsprop", {"learning_rate": 1e-3}, lambda: optax.rmsprop(1e-3), 4),  # g, nu -> u, nu
+    ("adam", {"learning_rate": 1e-3}, lambda: optax.adam(1e-3), 6),  # g, mu, nu -> u, mu, nu
+    ("adamw", {"learning_rate": 1e-3}, lambda: optax.adamw(1e-3), 7),  # g, mu, nu, p -> u, mu, nu
+    ("adagrad", {"learning_rate": 0.1}, lambda: optax.adagrad(0.1), 4),  # g, s -> u, s
+]
+
+
+def make_tree(n_params: int) -> dict[str, jax.Array]:
+    """An MLP-like tree: two square-ish matrices and two biases, about ``n_params`` floats."""
+    width = int((n_params / 2) ** 0.5)
+    shapes = {"w1": (width, width), "b1": (width,), "w2": (width, width), "b2": (width,)}
+    keys = jax.random.split(jax.random.key(0), len(shapes))
+    return {k: jax.random.normal(key, s, jnp.float32)
+            for key, (k, s) in zip(keys, shapes.items(), strict=True)}
+
+
+def _time_once(fn, *args) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - start
+
+
+def copy_bandwidth(repeats: int, n_bytes: int = 256 * 2**20) -> tuple[float, list[float]]:
+    """Bytes per second of a jitted ``x + 1`` (reads and writes ``n_bytes`` each); best of repeats."""
+    x = jnp.zeros((n_bytes // 4,), jnp.float32)
+    f = jax.jit(lambda x: x + 1)
+    jax.block_until_ready(f(x))
+    times = [_time_once(f, x) for _ in range(max(repeats, 5))]
+    return 2 * n_bytes / min(times), times
+
+
+def bench(n_params: float, repeats: int, names: list[str] | None) -> dict:
+    params = make_tree(int(n_params))
+    n = sum(p.size for p in jax.tree.leaves(params))
+    grads = jax.tree.map(lambda p: 0.01 * p, params)
+    bandwidth, _ = copy_bandwidth(repeats)
+    results = []
+    for name, kwargs, make_ref, arrays in CASES:
+        if names and name not in names:
+            continue
+        fns, states = {}, {}
+        for who, opt in (("lab", optim.OPTIMIZERS[name](**kwargs)), ("optax", make_ref())):
+            fns[who] = jax.jit(opt.update)
+            states[who] = opt.init(params)
+            jax.block_until_ready(fns[who](grads, states[who], params))  # compile and warm up
+        times = {"lab": [], "optax": []}
+        for _ in range(repeats):
+            for who in ("lab", "optax"):  # alternate, so drift in machine load hits both alike
+                times[who].append(_time_once(fns[who], grads, states[who], params))
+        bytes_moved = arrays * 4 * n
+        med = {who: statistics.median(t) for who, t in times.items()}
+        results.append({
+            "optimizer": name,
+            "lab_ms": [1e3 * min(times["lab"]), 1e3 * med["lab"], 1e3 * max(times["lab"])],
+            "optax_ms": [1e3 * min(times["optax"]), 1e3 * med["optax"], 1e3 * max(times["optax"])],
+            "ratio_median": med["lab"] / med["optax"],
+            "ratio_min": min(times["lab"]) / min(times["optax"]),
+            "bytes": bytes_moved,
+            "bound_ms": 1e3 * bytes_moved / bandwidth,
+            "lab_fraction_of_bound": (bytes_moved / bandwidth) / min(times["lab"]),
+            "optax_fraction_of_bound": (bytes_moved / bandwidth) / min(times["optax"]),
+        })
+    return {"device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(), "params": n,
+            "repeats": repeats, "copy_bandwidth_GBps": bandwidth / 1e9, "results": results}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--params", type=float, default=16e6, help="number of float32 parameters (default 16e6)")
+    ap.add_argument("--repeats", type=int, default=20, help="timed calls per optimizer (default 20)")
+    ap.add_argument("--optimizer", action="append", help="only these (repeatable)")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = ap.parse_args(argv)
+    out = bench(args.params, args.repeats, args.optimizer)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{out['backend']} ({out['device']}), {out['params'] / 1e6:.1f}M float32 params, "
+          f"{out['repeats']} repeats; copy bandwidth {out['copy_bandwidth_GBps']:.1f} GB/s")
+    print(f"{'optimizer':<9} {'lab ms min/med/max':>22} {'optax ms min/med/max':>22} {'lab/optax':>9} "
+          f"{'(min)':>6} {'bound ms':>8} {'lab % bound':>11} {'optax % bound':>13}")
+    for r in out["results"]:
+        lab = "/".join(f"{v:.2f}" for v in r["lab_ms"])
+        ref = "/".join(f"{v:.2f}" for v in r["optax_ms"])
+        print(f"{r['optimizer']:<9} {lab:>22} {ref:>22} {r['ratio_median']:>9.3f} {r['ratio_min']:>6.3f} "
+              f"{r['bound_ms']:>8.2f} {r['lab_fraction_of_bound']:>11.0%} "
+              f"{r['optax_fraction_of_bound']:>13.0%}")
+
+
+if __name__ == "__main__":
+    main()
