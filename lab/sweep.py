@@ -306,8 +306,9 @@ class RunState(NamedTuple):
 
 class _Program(NamedTuple):
     init: Callable  # (hparams, seeds, data) -> (RunState, eval0 (runs, 3))
-    chunk: Callable  # (RunState, start, hparams, data) -> (RunState, loss (runs, c), evals (runs, c, 3))
-    chunk_steps: int
+    chunk: Callable  # (RunState, start, hparams, data) -> (RunState, (runs, chunk), (runs, segments, 3))
+    chunk_steps: int  # a multiple of segment_steps
+    segment_steps: int  # evaluations happen at segment ends only
 
 
 def _tree_where(cond: Array, a, b):
@@ -320,8 +321,15 @@ def _all_finite(tree) -> Array:
 
 
 def _build_program(config: SweepConfig, chunk_steps: int) -> _Program:
-    """The per-run step, scanned over a chunk of steps and vmapped over runs (not yet jitted)."""
+    """The per-run step, vmapped over runs and scanned over a chunk of steps (not yet jitted).
+
+    A chunk is a scan over segments of ``segment_steps`` steps (see :func:`chunk_layout`); a segment
+    is a scan over steps with no branch in it, followed by the whole-data-set evaluation when the
+    segment ends at an evaluation step (one ``cond`` per segment, not one per step).
+    """
     problem, steps = config.problem, config.steps
+    chunk_steps, segment_steps = chunk_layout(chunk_steps, config.eval_every, steps)
+    segments = chunk_steps // segment_steps
     n = load_data(problem).x_train.shape[0]
     full_batch = config.batch_size is None or config.batch_size >= n
     batch = n if full_batch else config.batch_size
@@ -384,12 +392,7 @@ def _build_program(config: SweepConfig, chunk_steps: int) -> _Program:
         opt_state = _tree_where(ok, new_opt_state, opt_state)
         diverged_step = jnp.where(active & ~finite, t, diverged_step)
         logged = jnp.where(active, loss, jnp.nan)
-        # The predicate depends on the step only (not on the run), so under vmap this stays a
-        # real branch: the whole-data-set evaluation runs at evaluation steps only.
-        due = (t < steps) & (((t + 1) % config.eval_every == 0) | (t + 1 == steps))
-        evals = jax.lax.cond(due, lambda p: evaluate(p, data), lambda p: jnp.full((3,), jnp.nan), params)
-        evals = jnp.where(diverged_step >= 0, jnp.nan, evals)
-        return RunState(params, opt_state, batch_key, diverged_step), (logged, evals)
+        return RunState(params, opt_state, batch_key, diverged_step), logged
 
     def init(hparams, seeds, data):
         return jax.vmap(init_run, in_axes=(0, 0, None))(hparams, seeds, data)
@@ -398,14 +401,28 @@ def _build_program(config: SweepConfig, chunk_steps: int) -> _Program:
         first_epoch = start // steps_per_epoch
         perms = None if full_batch else jax.vmap(epoch_perms, in_axes=(0, None))(state.batch_key, first_epoch)
 
-        def body(state, t):
+        def step(state, t):
             return jax.vmap(step_run, in_axes=(0, 0, None, None, 0, None))(
                 state, perms, t, first_epoch, hparams, data)
 
-        state, (losses, evals) = jax.lax.scan(body, state, start + jnp.arange(chunk_steps, dtype=jnp.int32))
-        return state, losses.T, jnp.swapaxes(evals, 0, 1)  # run axis first
+        def segment(state, seg_start):
+            state, losses = jax.lax.scan(step, state, seg_start + jnp.arange(segment_steps, dtype=jnp.int32))
+            end = seg_start + segment_steps
+            # After the last step the state no longer changes, so the segment holding step `steps`
+            # evaluates the final params.
+            due = ((end % config.eval_every == 0) & (end <= steps)) | ((end >= steps) & (seg_start < steps))
+            evals = jax.lax.cond(due, lambda p: jax.vmap(evaluate, in_axes=(0, None))(p, data),
+                                 lambda p: jnp.full((runs, 3), jnp.nan), state.params)
+            evals = jnp.where(state.diverged_step[:, None] >= 0, jnp.nan, evals)
+            return state, (losses, evals)
 
-    return _Program(init, chunk, chunk_steps)
+        runs = state.diverged_step.shape[0]
+        starts = start + segment_steps * jnp.arange(segments, dtype=jnp.int32)
+        state, (losses, evals) = jax.lax.scan(segment, state, starts)
+        # (segments, segment_steps, runs) -> (runs, chunk_steps); (segments, runs, 3) -> (runs, segments, 3)
+        return state, losses.reshape(chunk_steps, runs).T, jnp.swapaxes(evals, 0, 1)
+
+    return _Program(init, chunk, chunk_steps, segment_steps)
 
 
 # ----------------------------------------------------------------------------- devices
@@ -480,6 +497,18 @@ def default_chunk_steps(steps: int) -> int:
     return max(1, math.ceil(steps / TARGET_CHUNKS))
 
 
+def chunk_layout(chunk_steps: int, eval_every: int, steps: int) -> tuple[int, int]:
+    """``(chunk_steps, segment_steps)`` near the requested chunk length, so that every evaluation
+    step below ``steps`` ends a segment (chunks start at multiples of ``chunk_steps``)."""
+    if eval_every >= steps:  # the only evaluation is at the end: no constraint
+        return chunk_steps, chunk_steps
+    if chunk_steps >= eval_every:
+        return eval_every * (chunk_steps // eval_every), eval_every
+    divisor = max(d for d in range(1, chunk_steps + 1) if eval_every % d == 0)
+    segment = divisor if 2 * divisor >= chunk_steps else eval_every
+    return segment, segment
+
+
 def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: bool = False,
               quiet: bool = False, keep_params: bool = False, chunk_steps: int | None = None
               ) -> SweepResult:
@@ -511,6 +540,13 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
     chunk_steps = chunk_steps or default_chunk_steps(config.steps)
     if not isinstance(chunk_steps, int) or chunk_steps < 1:
         raise ValueError(f"run_sweep: chunk_steps must be a positive integer, got {chunk_steps!r}")
+    checkpoint = None if store_dir is None else os.path.join(directory, store.CHECKPOINT_NPZ)
+    if force and checkpoint is not None and os.path.exists(checkpoint):
+        os.unlink(checkpoint)
+    resuming = checkpoint is not None and os.path.exists(checkpoint)
+    if resuming:  # a resumed sweep keeps its chunk boundaries
+        chunk_steps = _checkpoint_meta(checkpoint)["chunk_steps"]
+    chunk_steps, segment_steps = chunk_layout(chunk_steps, config.eval_every, config.steps)
     data = load_data(config.problem)
 
     mesh = _mesh()
@@ -533,16 +569,13 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
         "train_loss": np.full((runs, logged_steps.size), np.nan, np.float32),
         "evals": np.full((runs, eval_steps.size, 3), np.nan, np.float32),
     }
-    checkpoint = None if directory is None else os.path.join(directory, store.CHECKPOINT_NPZ)
     done, previous_wall, previous_compile = 0, 0.0, 0.0
-    if checkpoint is not None and os.path.exists(checkpoint) and not force:
+    if resuming:
         state, done, previous_wall, previous_compile = _load_checkpoint(
             checkpoint, config, state_shape, records, runs, runs_padded, by_run)
     else:
         state, eval0 = init_fn(hparams, seeds, data)
         records["evals"][:, 0] = _get(eval0)[:runs]
-    if checkpoint is not None and force and os.path.exists(checkpoint):
-        os.unlink(checkpoint)
 
     from tqdm.auto import tqdm
 
@@ -557,14 +590,15 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
             losses, evals = _get(losses)[:runs], _get(evals)[:runs]
             logged = valid & (t % config.log_every == 0)
             records["train_loss"][:, t[logged] // config.log_every] = losses[:, logged]
-            for j in np.flatnonzero(valid):
-                if int(t[j]) + 1 in eval_index:
-                    records["evals"][:, eval_index[int(t[j]) + 1]] = evals[:, j]
+            for j in range(chunk_steps // segment_steps):
+                seg_start, end = start + j * segment_steps, start + (j + 1) * segment_steps
+                if seg_start < config.steps and (end % config.eval_every == 0 or end >= config.steps):
+                    records["evals"][:, eval_index[min(end, config.steps)]] = evals[:, j]
             done = min(start + chunk_steps, config.steps)
             if checkpoint is not None and done < config.steps:
                 wall = previous_wall + time.perf_counter() - t_session
                 _save_checkpoint(checkpoint, config, state, records, done, runs, wall,
-                                 previous_compile + compile_seconds)
+                                 previous_compile + compile_seconds, chunk_steps)
             bar.update(done - start)
             if ctrl_c.requested and done < config.steps:
                 raise SweepInterrupted(
@@ -675,14 +709,19 @@ def _meta(runs_padded: int, chunk_steps: int) -> dict:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _save_checkpoint(path, config, state, records, done, runs, wall, compile_seconds):
+def _save_checkpoint(path, config, state, records, done, runs, wall, compile_seconds, chunk_steps):
     leaves = [_get(x)[:runs] for x in jax.tree.leaves(state)]
-    meta = {"config_hash": config.hash(), "done": done, "wall_seconds": wall,
+    meta = {"config_hash": config.hash(), "done": done, "wall_seconds": wall, "chunk_steps": chunk_steps,
             "compile_seconds": compile_seconds, "leaves": len(leaves)}
     arrays = {f"state.{i:05d}": leaf for i, leaf in enumerate(leaves)}
     arrays.update({f"records.{k}": v for k, v in records.items()})
     arrays["meta"] = np.asarray(json.dumps(meta))
     store.save_npz(path, arrays, digest=False)  # written atomically: complete or absent
+
+
+def _checkpoint_meta(path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["meta"]))
 
 
 def _load_checkpoint(path, config, state_shape, records, runs, runs_padded, sharding):

@@ -343,3 +343,12 @@ def test_config_round_trips_and_hashes_what_matters():
                                              {"nesterov": False}, seeds=3, batch_size=None).hash()
     np.testing.assert_array_equal(config.run_seeds(), [0, 1, 2, 0, 1, 2])
     np.testing.assert_array_equal(config.run_hparams()["learning_rate"], np.float32([0.1] * 3 + [0.01] * 3))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 10, 25, 64])
+@pytest.mark.parametrize("eval_every, steps", [(10, 95), (7, 50), (50, 500), (500, 500), (9, 9)])
+def test_chunk_layout_puts_every_evaluation_at_a_segment_end(chunk, eval_every, steps):
+    chunk_steps, segment = sweep_module.chunk_layout(chunk, eval_every, steps)
+    assert chunk_steps % segment == 0 and segment <= max(chunk, eval_every)
+    ends = set(range(segment, steps + chunk_steps + 1, segment))
+    assert all(e in ends for e in range(eval_every, steps, eval_every))
