@@ -333,7 +333,8 @@ def run_lr_sensitivity(cfg: OptimizersConfig, ctx: Context) -> Record:
         ok = ~tune.grid_view("diverged")
         stable = [lr for lr, good in zip(cfg.learning_rates, ok.all(axis=1), strict=True) if good]
         best = tune.best("train_loss_eval")["learning_rate"]
-        rows.append([opt, f"{best:.0e}", f"{np.nanmean(np.where(ok, loss, np.nan), axis=1).min():.4f}",
+        best_loss = np.where(np.isfinite(loss).all(axis=1), loss.mean(axis=1), np.inf).min()
+        rows.append([opt, f"{best:.0e}", f"{best_loss:.4f}",
                      f"{min(stable):.0e} .. {max(stable):.0e}" if stable else "none"])
     record.meta["summary"] = {"columns": ["optimizer", "best lr", "best final train loss",
                                           "lrs without divergence"], "rows": rows}

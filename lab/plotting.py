@@ -41,13 +41,19 @@ OPTIMIZER_COLORS = {  # Okabe & Ito (2008)
 }
 OPTIMIZER_LABELS = {"sgd": "SGD", "momentum": "Momentum", "rmsprop": "RMSprop", "adam": "Adam",
                     "adamw": "AdamW", "adagrad": "Adagrad"}
-PALETTE = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
-           "#AA4499")  # Paul Tol's "muted"
+# Paul Tol's "muted", reordered so that neighbours differ most; light ones (cyan, sand) come last.
+PALETTE = ("#332288", "#CC6677", "#44AA99", "#882255", "#999933", "#88CCEE", "#117733", "#AA4499",
+           "#DDCC77")
+LINESTYLES = ("-", "--", "-.", ":", (0, (6, 1.5)))  # with colour, so categories differ in two ways
 DPI = 110
 
 
 def _color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
+
+
+def _linestyle(i: int):
+    return LINESTYLES[i % len(LINESTYLES)]
 
 
 def _ordered(n: int) -> list:
@@ -99,7 +105,7 @@ def curve(ax, x: np.ndarray, values: np.ndarray, *, color, label: str,
         label = f"{label} ({n_div}/{values.shape[0]} diverged)"
     ax.plot(x, mean, color=color, linestyle=linestyle, label=label, linewidth=1.6)
     if band and values.shape[0] > 1:
-        ax.fill_between(x, lo, hi, color=color, alpha=0.18, linewidth=0)
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0)
     if n_div:
         for seed in np.flatnonzero(np.asarray(diverged_step) >= 0):
             last = _last_finite(values[seed])
@@ -136,7 +142,11 @@ def _fig(ncols: int, nrows: int = 1, *, width: float = 5.0, height: float = 4.0,
 
 
 def _sweep_curve(ax, arrays: dict, prefix: str, metric: str, *, mask=None, x=None, **kw) -> None:
-    values = arrays[f"{prefix}.{metric}"]
+    """``metric`` (or ``"test_error"``, 1 - test accuracy) of a packed sweep against eval steps (or ``x``)."""
+    if metric == "test_error":
+        values = 1.0 - arrays[f"{prefix}.test_accuracy"]
+    else:
+        values = arrays[f"{prefix}.{metric}"]
     steps = arrays[f"{prefix}.eval_steps"] if x is None else x
     div = arrays[f"{prefix}.diverged_step"]
     if mask is not None:
@@ -168,13 +178,10 @@ def draw_optimizers(record) -> dict[str, Figure]:
                      positive=True)
         _sweep_curve(ax_acc, a, f"{o}.final", "test_accuracy", color=OPTIMIZER_COLORS[o], label=label)
     _style(ax_loss, "Training loss (whole training set)", "step (updates)", "cross-entropy (nats)", logy=True)
-    ax_acc.axhline(target, color="0.4", linestyle=":", linewidth=1)
-    ax_acc.text(0.02, target, f" target {target:.0%}", transform=blended_transform_factory(ax_acc.transAxes,
-                ax_acc.transData), va="bottom", fontsize=8, color="0.3")
-    ax_acc.set_ylim(max(0.0, ax_acc.get_ylim()[0]), 1.0)
-    lo = min(np.nanmin(np.where(np.isfinite(a[f"{o}.final.test_accuracy"][:, -1]),
-                                a[f"{o}.final.test_accuracy"][:, -1], 1.0)) for o in opts)
-    ax_acc.set_ylim(max(0.0, min(0.8, lo - 0.05)), 1.0)
+    ax_acc.axhline(target, color="0.4", linestyle=":", linewidth=1.2, label=f"target {target:.0%}")
+    finals = np.concatenate([a[f"{o}.final.test_accuracy"][:, -1] for o in opts])
+    lo = float(np.min(finals[np.isfinite(finals)], initial=1.0))
+    ax_acc.set_ylim(max(0.0, min(target, lo) - 0.04), 1.0)
     _style(ax_acc, "Test accuracy", "step (updates)", "accuracy (fraction correct)", legend_loc="lower right")
     rows = []
     for o in opts:
@@ -243,7 +250,7 @@ def draw_trajectories(record) -> dict[str, Figure]:
     opts = [o for o in OPTIMIZER_COLORS if f"{o}.points" in a]
     steps = a[f"{opts[0]}.points"].shape[1] - 1
     title = (f"Optimizer paths on 2D surfaces, {steps} steps from the same start\neach optimizer at the "
-             "learning rate (of one log grid) that minimizes the mean value along its path")
+             "learning rate (from one log grid) with the lowest mean f along its path")
     fig, axes = _fig(2, 2, width=6.0, height=4.8, title=title)
     from lab.data import TEST_FUNCTIONS
 
@@ -395,21 +402,21 @@ def draw_activations(record) -> dict[str, Figure]:
                      title="Activation functions, their derivatives, and what they do to gradients")
     z = a["z"]
     for i, act in enumerate(acts):
-        axes[0, 0].plot(z, a[f"{act}.fn"], color=_color(i), label=act)
-        axes[0, 1].plot(z, a[f"{act}.grad"], color=_color(i), label=act)
+        for ax, what in ((axes[0, 0], "fn"), (axes[0, 1], "grad")):
+            ax.plot(z, a[f"{act}.{what}"], color=_color(i), linestyle=_linestyle(i), label=act, linewidth=1.6)
     axes[0, 0].set_ylim(-1.5, 4.0)
     _style(axes[0, 0], "Activation f(z)", "pre-activation z", "f(z)")
     _style(axes[0, 1], "Derivative f'(z) (sigmoid's is at most 1/4)", "pre-activation z", "f'(z)")
     layer_idx = np.arange(1, layers + 1)
     for i, act in enumerate(acts):
-        curve(axes[1, 0], layer_idx, a[f"{act}.grad_norms"], color=_color(i),
+        curve(axes[1, 0], layer_idx, a[f"{act}.grad_norms"], color=_color(i), linestyle=_linestyle(i),
               label=f"{act} + {meta['init'][act]}")
     axes[1, 0].set_xticks(layer_idx)
     _style(axes[1, 0], f"Gradient norm per layer at initialization ({layers}-layer MLP, width 64, "
            f"{seeds} seeds)", "layer (1 = next to the input)", "‖∂L/∂W‖_F (log scale)", logy=True)
     for i, act in enumerate(acts):
-        _sweep_curve(axes[1, 1], a, f"{act}.train", "train_loss_eval", color=_color(i), label=act,
-                     positive=True)
+        _sweep_curve(axes[1, 1], a, f"{act}.train", "train_loss_eval", color=_color(i),
+                     linestyle=_linestyle(i), label=act, positive=True)
     depth = meta["config"]["train_depth"]
     _style(axes[1, 1], f"Training ({depth}-layer MLP, SGD lr {meta['config']['learning_rate']:g}, "
            f"{_seeds(a, f'{acts[0]}.train')} seeds, {steps} steps)", "step (updates)",
@@ -537,12 +544,11 @@ def draw_losses(record) -> dict[str, Figure]:
         for j, lr in enumerate(lrs):
             mask = a[f"{loss}.hp.learning_rate"] == lr
             label = f"{names[loss]}, lr {lr:.0e}"
-            _sweep_curve(axes[0, 0], a, loss, "test_accuracy", mask=mask, color=colors[loss], label=label,
-                         linestyle=styles[j % 4])
+            _sweep_curve(axes[0, 0], a, loss, "test_error", mask=mask, color=colors[loss], label=label,
+                         linestyle=styles[j % 4], positive=True)
             _sweep_curve(axes[0, 1], a, loss, "train_loss_eval", mask=mask, color=colors[loss], label=label,
                          linestyle=styles[j % 4], positive=True)
-    _style(axes[0, 0], "Test accuracy", "step (updates)", "accuracy (fraction correct)",
-           legend_loc="lower right")
+    _style(axes[0, 0], "Test error", "step (updates)", "test error (1 − accuracy, log scale)", logy=True)
     _style(axes[0, 1], "Each loss on the training set\n(different units: compare shapes, not heights)",
            "step (updates)", "training loss (nats for CE, squared units for MSE)", logy=True)
     return {"10_losses.png": fig}
@@ -575,7 +581,7 @@ def draw_verification(record) -> dict[str, Figure]:
             ax.axhline(tol, color=color, linestyle=":", linewidth=1.2)
         ax.set_ylim(FLOOR / 3, 1.0)
         if zero_cases:
-            ax.text(0.5, 0.1, f"bitwise identical to optax: error exactly 0 at every step\n"
+            ax.text(0.5, 0.3, f"bitwise identical to optax: error exactly 0 at every step\n"
                     f"in {len(zero_cases)} of {len(labels)} cases (drawn at {FLOOR:g})",
                     transform=ax.transAxes, ha="center", fontsize=7.5, color="0.25")
         title = f"{OPTIMIZER_LABELS[o]} vs optax.{'sgd(momentum=β)' if o == 'momentum' else o}"
