@@ -273,7 +273,7 @@ def test_reordered_momentum_and_rmsprop_pass_in_bfloat16():
     for name, kwargs in [("momentum", {"learning_rate": 0.1, "beta": 0.8, "ema": True, "nesterov": True}),
                          ("rmsprop", {"learning_rate": 1e-3, "decay": 0.99, "eps_in_sqrt": False,
                                       "momentum": 0.9})]:
-        report = verify.compare(optim.OPTIMIZERS[name], name, kwargs, dtypes=("bfloat16",), seeds=range(4))
+        report = verify.compare(optim.OPTIMIZERS[name], name, kwargs, dtypes=("bfloat16",))
         assert report.passed, report.summary()
         assert report.max_rel_error > 0
 
