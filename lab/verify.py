@@ -279,6 +279,8 @@ def _run_case(cand: Transformation, ref: Transformation, shapes: Any, scales: An
     leaves_shapes, treedef = jax.tree.flatten(shapes, is_leaf=lambda x: isinstance(x, tuple))
     leaves_shapes = [tuple(s) for s in leaves_shapes]
     leaf_scales = [float(x) for x in jax.tree.leaves(scales)]
+    if not leaves_shapes:  # the empty tree: nothing to update, nothing to compare
+        return []
     streams = [_gradient_stream(s, steps + 1, leaves_shapes, leaf_scales) for s in seeds]
     # Row 0 of each stream (scale removed) is the initial params; rows 1.. are the gradients.
     params0 = [np.stack([st[i][0] / max(sc, 1e-30) for st in streams])

@@ -319,6 +319,13 @@ def test_nan_where_the_reference_is_finite_fails():
                                   schedule=False), step=5)
 
 
+def test_empty_tree_and_custom_tree():
+    assert verify.compare(optim.adam, "adam", ADAM, tree={}, steps=5).passed
+    report = verify.compare(optim.adam, "adam", ADAM, tree={"a": (2, 3), "s": ()},
+                            scales={"a": 1e-6, "s": 1.0}, steps=50, dtypes=("float32",), schedule=False)
+    assert report.passed and report.step_errors.shape == (1, 50)
+
+
 def test_unknown_reference_name_raises():
     with pytest.raises(ValueError, match="no optimizer named 'adamz'"):
         verify.compare(optim.adam, "adamz", ADAM)
