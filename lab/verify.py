@@ -20,11 +20,13 @@ Why the defaults are strong (each realistic bug class below has a planted exampl
 - ``adamw``-style transformations get the reference's parameters at every step, so weight decay in
   the wrong place (before the rescaling, not scaled by the learning rate) shows up.
 
-The error of step ``t`` is, for each leaf, ``max|u_cand - u_ref| / max|u_ref|`` (the leaf's
-relative error in the max norm), maximized over leaves and seeds. Measuring against the leaf's
-largest update rather than element by element keeps rounding in cancelling sums (a Nesterov
-look-ahead, a centered variance, a first moment of zero-mean gradients) from raising false alarms,
-while a leaf's scale is uniform by construction so a bug cannot hide under a larger neighbour.
+The error of step ``t`` is, for each leaf, ``max|u_cand - u_ref|`` over the leaf divided by the
+leaf's scale: its largest reference update at that step, or its RMS reference update over the whole
+run if that is larger; then the maximum over leaves and seeds. Measuring against the leaf's scale
+rather than element by element keeps rounding in cancelling sums (a Nesterov look-ahead, a centered
+variance, a first moment of zero-mean gradients, a one-element leaf whose update passes through
+zero) from raising false alarms, while a leaf's gradient scale is uniform by construction so a bug
+cannot hide under a larger neighbour.
 Non-finite values must match exactly (NaN where the reference has NaN, the same infinities).
 
 Tolerance rule (:func:`default_rtol`): the two must agree to two thirds of the dtype's significant
@@ -274,7 +276,7 @@ def _leaf_errors(c: np.ndarray, r: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _run_case(cand: Transformation, ref: Transformation, shapes: Any, scales: Any, dtype, steps: int,
-              seeds: Sequence[int]) -> dict[str, np.ndarray]:
+              seeds: Sequence[int]) -> list[dict[str, np.ndarray]]:
     """Scan ``steps`` updates of both on the same gradients and params, vmapped over seeds."""
     leaves_shapes, treedef = jax.tree.flatten(shapes, is_leaf=lambda x: isinstance(x, tuple))
     leaves_shapes = [tuple(s) for s in leaves_shapes]
