@@ -514,7 +514,7 @@ def draw_momentum(record) -> dict[str, Figure]:
         mask = a[f"{f}.hp.beta"] == beta
         _sweep_curve(axes[0, 1], a, f, "train_loss_eval", mask=mask, color=form_colors[f],
                      label=form_labels[f], linestyle=form_styles[f], positive=True)
-    _style(axes[0, 1], f"Three forms at β = {meta['compare_beta']:g} (EMA = heavy-ball with lr×(1−β))",
+    _style(axes[0, 1], f"Forms of momentum at β = {meta['compare_beta']:g} (EMA = heavy-ball, lr×(1−β))",
            "step (updates)", "training loss (cross-entropy, nats)", logy=True)
     for f in forms:
         b = a[f"{f}.hp.beta"].reshape(-1, seeds)[:, 0]
