@@ -15,7 +15,15 @@ The library is a flat set of modules, each with one job:
 from importlib.metadata import PackageNotFoundError, version
 
 from lab.activations import ACTIVATIONS, Activation, get_activation
-from lab.data import TEST_FUNCTIONS, Dataset, batch_indices, circles, digits, linear_regression_task, two_moons
+from lab.data import (
+    TEST_FUNCTIONS,
+    Dataset,
+    batch_indices,
+    circles,
+    digits,
+    linear_regression_task,
+    two_moons,
+)
 from lab.initializers import INITIALIZERS, get_initializer
 from lab.losses import accuracy, cross_entropy, get_loss, mse
 from lab.models import init_linear, init_mlp, linear, mlp

@@ -104,4 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy's: the subcommand modules raise
+    # ``lab.cli.LabError``, which is a different class from ``__main__.LabError``.
+    from lab.cli import main as _main
+
+    sys.exit(_main())
