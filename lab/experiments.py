@@ -667,7 +667,7 @@ class Experiment:
 # optimizers, forms, batch sizes and initializers where each costs a compiled sweep. The figure test
 # checks the literature's agreed numbers on exactly these.
 QUICK = {
-    "optimizers": OptimizersConfig(optimizers=("sgd", "momentum", "adam"), learning_rates=(1e-3, 1e-2, 1e-1),
+    "optimizers": OptimizersConfig(optimizers=("sgd", "adam"), learning_rates=(1e-3, 1e-2, 1e-1),
                                    tune_seeds=2, seeds=2, steps=200),
     "trajectories": TrajectoriesConfig(learning_rates=tuple(float(v) for v in np.logspace(-4, 0, 9)),
                                        steps=200, resolution=100),
