@@ -500,7 +500,7 @@ def draw_momentum(record) -> dict[str, Figure]:
     seeds = _seeds(a, forms[0])
     fig, axes = _fig(3, width=5.0, height=4.2,
                      title=f"Momentum on the digits MLP at lr {cfg['learning_rate']:g}: a sweep of β, and "
-                           f"three forms of it; mean and min-max over {seeds} seeds")
+                           f"forms of it compared; mean and min-max over {seeds} seeds")
     betas = a["heavy_ball.hp.beta"].reshape(-1, seeds)[:, 0]
     colors = _ordered(len(betas))
     for i, b in enumerate(betas):
