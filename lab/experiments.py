@@ -38,7 +38,8 @@ import numpy as np
 RECORD_VERSION = 1  # bump when a runner's record changes shape, so stale records are not reused
 RECORD_NPZ, RECORD_JSON = "record.npz", "record.json"
 OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad")
-SPEED_JSON = os.path.join("benchmarks", "results", "sweep_cpu.json")
+SPEED_JSONS = (os.path.join("benchmarks", "results", "sweep_cpu.json"),  # the first is the one asked for
+               os.path.join("benchmarks", "results", "sweep_gpu.json"))
 
 
 @dataclass
@@ -222,9 +223,13 @@ class VerificationConfig:
 
 @dataclass(frozen=True)
 class SpeedConfig:
-    """The sweep engine's time against the number of runs, from ``benchmarks/sweep.py``'s JSON."""
+    """The sweep engine's time against the number of runs, from ``benchmarks/sweep.py``'s JSON files.
 
-    path: str = SPEED_JSON
+    The first path (the CPU run) is required for a measured figure; later ones (another device's
+    run, recorded there with ``--out``) are drawn beside it when present.
+    """
+
+    paths: tuple[str, ...] = SPEED_JSONS
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -616,18 +621,23 @@ def run_verification(cfg: VerificationConfig, ctx: Context) -> Record:
 
 
 def run_speed(cfg: SpeedConfig, ctx: Context) -> Record:
-    """Read ``benchmarks/sweep.py``'s JSON (if it was run); nothing is measured here."""
+    """Read ``benchmarks/sweep.py``'s JSON files (those that exist); nothing is measured here."""
     del ctx
-    record = Record(meta={"path": cfg.path, "measured": os.path.exists(cfg.path)})
-    if record.meta["measured"]:
-        with open(cfg.path) as f:
+    record = Record(meta={"path": cfg.paths[0], "measured": os.path.exists(cfg.paths[0]), "benchmarks": []})
+    rows = []
+    for path in cfg.paths if record.meta["measured"] else ():
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
             bench = json.load(f)
-        record.meta["benchmark"] = bench
-        rows = [[str(bench.get("runs")), f"{bench.get('lab_seconds')}", f"{bench.get('optax_loop_seconds')}",
-                 f"{bench.get('torch_seconds')}"]]
-    else:
-        rows = [["not measured yet", f"run: python benchmarks/sweep.py --json --out {cfg.path}", "", ""]]
-    record.meta["summary"] = {"columns": ["runs", "lab s", "optax loop s", "torch s"], "rows": rows}
+        record.meta["benchmarks"].append(bench)
+        rows.append([str(bench.get("device")), str(bench.get("runs")), str(bench.get("steps")),
+                     *(f"{bench.get(k)}" for k in ("lab_seconds", "optax_loop_seconds", "torch_seconds"))])
+    if not rows:
+        command = f"run: python benchmarks/sweep.py --json --out {cfg.paths[0]}"
+        rows = [["not measured yet", command, "", "", "", ""]]
+    record.meta["summary"] = {"columns": ["device", "runs", "steps", "lab s", "optax loop s", "torch s"],
+                              "rows": rows}
     return record
 
 

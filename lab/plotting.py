@@ -20,6 +20,7 @@ Conventions shared by every figure:
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 
@@ -591,53 +592,73 @@ def draw_verification(record) -> dict[str, Figure]:
     return {"11_verification.png": fig}
 
 
+def _short_device(bench: dict, i: int) -> str:
+    return re.sub(r",\s*\d+ device\(s\)$", "", str(bench.get("device", f"device {i}")))
+
+
 def draw_speed(record) -> dict[str, Figure]:
     meta = record.meta
-    bench = meta.get("benchmark") if meta.get("measured") else None
+    benches = meta.get("benchmarks") or []
     title = "Speed of the sweep engine (one compiled program for all runs)"
-    if bench and bench.get("device"):
-        title += f"\n{bench['device']}; {bench.get('notes', '').split(';')[0]}"
+    if benches:
+        notes = benches[0].get("notes", "").split(";")[0]
+        title += f"\n{' and '.join(_short_device(b, i) for i, b in enumerate(benches))}; {notes}"
     fig, axes = _fig(2, width=5.6, height=4.4, title=title)
     ax_scale, ax_base = axes[0]
-    if not bench:
+    if not benches:
         for ax in (ax_scale, ax_base):
             ax.axis("off")
         text = (f"not measured yet\n\nrun  python benchmarks/sweep.py --json --out {meta['path']}\n"
                 "then  lab run speed")
         fig.text(0.5, 0.45, text, ha="center", va="center", fontsize=12)
         return {"12_speed.png": fig}
-    scaling = bench.get("scaling") or []
-    if scaling:
+    markers, hatches = ("o", "^", "s"), ("", "//", "..")
+    for i, bench in enumerate(benches):
+        scaling = bench.get("scaling") or []
+        if not scaling:
+            continue
+        device = _short_device(bench, i)
         runs = np.array([s["runs"] for s in scaling], np.float64)
         total = np.array([s["seconds"] for s in scaling], np.float64)
         compile_s = np.array([s.get("compile_seconds", np.nan) for s in scaling], np.float64)
-        ax_scale.plot(runs, total, marker="o", color=OPTIMIZER_COLORS["adam"], label="lab sweep, run time")
-        ax_scale.plot(runs, compile_s, marker="s", linestyle="--", color="0.4", label="compile time (once)")
-        ax_scale.plot(runs, total[0] * runs / runs[0], linestyle=":", color="0.6",
-                      label="linear in runs (from the first point)")
-    _style(ax_scale, f"Time against number of runs ({bench.get('steps')} steps each)", "runs in the sweep",
-           "seconds", logx=True, logy=True, legend_loc="upper left")
-    lab_s = bench.get("lab_seconds")
-    names = [("lab sweep", lab_s, OPTIMIZER_COLORS["adam"]),
-             ("Python loop over\na jitted optax step", bench.get("optax_loop_seconds"), "#88CCEE"),
-             ("PyTorch eager\ntorch.optim.Adam", bench.get("torch_seconds"), "#DDCC77")]
-    x = np.arange(len(names))
-    values = np.array([np.nan if v is None else float(v) for _, v, _ in names])
-    ax_base.bar(x, np.nan_to_num(values, nan=0.0), color=[c for *_, c in names], edgecolor="k")
-    for xi, v in zip(x, values, strict=True):
-        if not np.isfinite(v):
-            text = "not measured"
-        elif xi == 0 or not lab_s:
-            text = f"{v:.2f} s"
-        else:
-            text = f"{v:.1f} s\n({v / float(lab_s):.0f}x the lab)"
-        ax_base.text(xi, v if np.isfinite(v) else 0.0, text, ha="center", va="bottom", fontsize=8)
-    ax_base.set_xticks(x, [n for n, *_ in names], fontsize=8)
-    ax_base.margins(y=0.15)
-    frac = bench.get("matmul_rate_fraction")
-    extra = f"; lab at {frac:.0%} of the matmul rate" if isinstance(frac, int | float) else ""
-    _style(ax_base, f"{bench.get('runs')} runs x {bench.get('steps')} steps, run time{extra}", "",
-           "seconds (lower is better)", legend=False)
+        ax_scale.plot(runs, total, marker=markers[i % 3], color=OPTIMIZER_COLORS["adam"],
+                      linestyle=_linestyle(i), label=f"lab sweep run time, {device}")
+        compiled = np.where(compile_s > 0.01, compile_s, np.nan)  # ~0 s: a program cached by an earlier point
+        ax_scale.plot(runs, compiled, marker=markers[i % 3], color="0.45", linestyle=_linestyle(i),
+                      markerfacecolor="none", label=f"compile time (once), {device}")
+        if i == 0:
+            ax_scale.plot(runs, total[0] * runs / runs[0], linestyle=":", color="0.65",
+                          label="linear in runs (from the first point)")
+    first = benches[0]
+    _style(ax_scale, f"Time against number of runs (Adam, digits MLP, {first.get('steps')} steps each)",
+           "runs in the sweep", "seconds", logx=True, logy=True, legend_loc="upper left")
+    columns = [("lab sweep", "lab_seconds", OPTIMIZER_COLORS["adam"]),
+               ("Python loop over\na jitted optax step", "optax_loop_seconds", "#88CCEE"),
+               ("PyTorch eager\ntorch.optim.Adam", "torch_seconds", "#DDCC77")]
+    width = 0.8 / len(benches)
+    for i, bench in enumerate(benches):
+        device = _short_device(bench, i)
+        lab_s = bench.get("lab_seconds")
+        for j, (_, key, color) in enumerate(columns):
+            x = j - 0.4 + width * (i + 0.5)
+            value = bench.get(key)
+            if value is None:
+                ax_base.text(x, 1.0, "not\nmeasured", ha="center", va="bottom", fontsize=7,
+                             transform=blended_transform_factory(ax_base.transData, ax_base.transAxes))
+                continue
+            ax_base.bar(x, float(value), width=width * 0.95, color=color, edgecolor="k", hatch=hatches[i % 3],
+                        label=device if j == 0 else None)
+            text = f"{float(value):.3g} s"
+            if j and lab_s:
+                text += f"\n{value / lab_s:.0f}x"
+            ax_base.text(x, float(value), text, ha="center", va="bottom", fontsize=7)
+    ax_base.set_xticks(np.arange(len(columns)), [c for c, *_ in columns], fontsize=8)
+    ax_base.margins(y=0.2)
+    fracs = ", ".join(f"{b['matmul_rate_fraction']:.0%}" for b in benches
+                      if isinstance(b.get("matmul_rate_fraction"), int | float))
+    extra = f"; lab at {fracs} of the matmul rate" if fracs else ""
+    _style(ax_base, f"{first.get('runs')} runs x {first.get('steps')} steps, run time{extra}", "",
+           "seconds (log scale; Nx = the lab's time)", logy=True, legend_loc="upper left")
     return {"12_speed.png": fig}
 
 
