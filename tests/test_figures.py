@@ -5,8 +5,9 @@ import os
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
-from lab import experiments
+from lab import experiments, plotting
 from lab.cli import main
 from lab.experiments import EXPERIMENTS
 
@@ -92,3 +93,24 @@ def test_figures_again_redraws_from_saved_results_without_training(quick, monkey
     assert main(["figures", "--quick", "--quiet", "--out", out, "--results", results]) == 0
     assert all(os.path.getmtime(os.path.join(out, f)) >= t for f, t in before.items())
     assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+
+
+def test_seed_band_ignores_diverged_seeds_without_warnings():
+    values = np.array([[1.0, 2.0, np.nan], [3.0, np.nan, np.nan], [2.0, 4.0, np.nan]])
+    mean, lo, hi = plotting.seed_band(values)
+    np.testing.assert_allclose(mean[:2], [2.0, 3.0])
+    np.testing.assert_allclose(lo[:2], [1.0, 2.0])
+    np.testing.assert_allclose(hi[:2], [3.0, 4.0])
+    assert np.isnan(mean[2]) and np.isnan(lo[2]) and np.isnan(hi[2])
+
+
+def test_a_diverged_run_is_marked_and_counted_not_dropped():
+    fig = Figure()
+    ax = fig.subplots()
+    values = np.array([[3.0, 2.0, 1.0], [3.0, 5.0, np.nan]])
+    plotting.curve(ax, np.array([0, 10, 20]), values, color="k", label="sgd",
+                   diverged_step=np.array([-1, 15]))
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "sgd (1/2 diverged)" in labels
+    marks = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert len(marks) == 1 and marks[0].get_xdata()[0] == 10 and marks[0].get_ydata()[0] == 5.0
