@@ -1,6 +1,7 @@
 """``lab figures --quick`` end to end: every figure is drawn, and the numbers behind the pictures agree
 with what the literature agrees on. Runs the quick configs once (about a minute, mostly compiling)."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -88,7 +89,7 @@ def test_figures_again_redraws_from_saved_results_without_training(quick, monkey
 
     for name, e in EXPERIMENTS.items():
         if e.reuse:
-            monkeypatch.setitem(EXPERIMENTS, name, experiments.dataclasses.replace(e, run=must_not_run))
+            monkeypatch.setitem(EXPERIMENTS, name, dataclasses.replace(e, run=must_not_run))
     before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
     assert main(["figures", "--quick", "--quiet", "--out", out, "--results", results]) == 0
     assert all(os.path.getmtime(os.path.join(out, f)) >= t for f, t in before.items())
