@@ -76,7 +76,8 @@ class OptimizersConfig:
     """
 
     optimizers: tuple[str, ...] = OPTIMIZER_NAMES
-    learning_rates: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+    # Half decades from 1e-4 to 10: wide enough that every optimizer's best lies inside the grid.
+    learning_rates: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0)
     tune_seeds: int = 3
     seeds: int = 10
     steps: int = 1000
