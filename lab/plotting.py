@@ -103,7 +103,7 @@ def curve(ax, x: np.ndarray, values: np.ndarray, *, color, label: str,
     mean, lo, hi = seed_band(values)
     n_div = 0 if diverged_step is None else int(np.sum(np.asarray(diverged_step) >= 0))
     if n_div:
-        label = f"{label} ({n_div}/{values.shape[0]} diverged)"
+        label = f"{label} ({n_div}/{values.shape[0]} diverged, x where)"
     ax.plot(x, mean, color=color, linestyle=linestyle, label=label, linewidth=1.6)
     if band and values.shape[0] > 1:
         ax.fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0)
@@ -112,11 +112,6 @@ def curve(ax, x: np.ndarray, values: np.ndarray, *, color, label: str,
             last = _last_finite(values[seed])
             if last is not None:
                 ax.plot(x[last[0]], last[1], marker="x", color=color, markersize=8, mew=2, linestyle="none")
-
-
-def _diverged_note(ax) -> None:
-    ax.text(0.99, 0.01, "x: a run diverged there (its curve stops)", transform=ax.transAxes, ha="right",
-            va="bottom", fontsize=7, color="0.35")
 
 
 def _style(ax, title: str, xlabel: str, ylabel: str, *, logx: bool = False, logy: bool = False,

@@ -112,6 +112,6 @@ def test_a_diverged_run_is_marked_and_counted_not_dropped():
     plotting.curve(ax, np.array([0, 10, 20]), values, color="k", label="sgd",
                    diverged_step=np.array([-1, 15]))
     labels = [line.get_label() for line in ax.get_lines()]
-    assert "sgd (1/2 diverged)" in labels
+    assert "sgd (1/2 diverged, x where)" in labels
     marks = [line for line in ax.get_lines() if line.get_marker() == "x"]
     assert len(marks) == 1 and marks[0].get_xdata()[0] == 10 and marks[0].get_ydata()[0] == 5.0
