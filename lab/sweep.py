@@ -529,8 +529,9 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
         force: rerun even if finished results (or a checkpoint) exist.
         quiet: no progress bar.
         keep_params: also return (and save) every run's final params.
-        chunk_steps: steps per compiled chunk (default ``ceil(steps / 20)``). It changes neither the
-            results nor the directory; a resumed sweep may use another value.
+        chunk_steps: about this many steps per compiled chunk (default ``ceil(steps / 20)``; adjusted
+            by :func:`chunk_layout` so that evaluations fall on segment ends). It changes neither the
+            results nor the directory; a resumed sweep keeps the chunk length it started with.
 
     Raises:
         SweepInterrupted: after Ctrl-C, once the last finished chunk is saved (a subclass of
