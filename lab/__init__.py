@@ -8,16 +8,20 @@ The library is a flat set of modules, each with one job:
 - :mod:`lab.data`: embedded and generated data sets, and on-device batching;
 - :mod:`lab.optim`: hand-written optimizers as ``optax.GradientTransformation``;
 - :mod:`lab.verify`: step-by-step comparison of two optimizers;
-- :mod:`lab.sweep`, :mod:`lab.results`: whole comparisons as one compiled program, and their store;
-- :mod:`lab.experiments`, :mod:`lab.plotting`: the comparisons the lab exists for, and their figures.
+- :mod:`lab.problems`, :mod:`lab.sweep`, :mod:`lab.results`: whole comparisons (optimizers x
+  hyperparameters x seeds) as one compiled program, and the store that saves and resumes them;
+- :mod:`lab.experiments`, :mod:`lab.analysis`: the comparisons the lab exists for;
+  :mod:`lab.plotting` (the only module that imports matplotlib) draws their figures.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from lab.activations import ACTIVATIONS, Activation, get_activation
+from lab.backprop import mlp_value_and_grad
 from lab.data import (
     TEST_FUNCTIONS,
     Dataset,
+    Surface,
     batch_indices,
     circles,
     digits,
@@ -25,9 +29,13 @@ from lab.data import (
     two_moons,
 )
 from lab.initializers import INITIALIZERS, get_initializer
-from lab.losses import accuracy, cross_entropy, get_loss, mse
+from lab.losses import accuracy, cross_entropy, get_loss, mse, mse_classification
 from lab.models import init_linear, init_mlp, linear, mlp
+from lab.optim import OPTIMIZERS, adagrad, adam, adamw, get_optimizer, momentum, rmsprop, sgd
 from lab.regularizers import l1_penalty, l2_penalty, penalty, regularized
+from lab.results import load as load_results
+from lab.sweep import Problem, SweepConfig, SweepInterrupted, SweepResult, run_sweep
+from lab.verify import VerifyReport, compare, compare_trajectories
 
 try:
     __version__ = version("optimizer-lab")
@@ -36,28 +44,48 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     "ACTIVATIONS",
-    "INITIALIZERS",
-    "TEST_FUNCTIONS",
     "Activation",
     "Dataset",
+    "INITIALIZERS",
+    "OPTIMIZERS",
+    "Problem",
+    "Surface",
+    "SweepConfig",
+    "SweepInterrupted",
+    "SweepResult",
+    "TEST_FUNCTIONS",
+    "VerifyReport",
     "__version__",
     "accuracy",
+    "adagrad",
+    "adam",
+    "adamw",
     "batch_indices",
     "circles",
+    "compare",
+    "compare_trajectories",
     "cross_entropy",
     "digits",
     "get_activation",
     "get_initializer",
     "get_loss",
+    "get_optimizer",
     "init_linear",
     "init_mlp",
     "l1_penalty",
     "l2_penalty",
     "linear",
     "linear_regression_task",
+    "load_results",
     "mlp",
+    "mlp_value_and_grad",
+    "momentum",
     "mse",
+    "mse_classification",
     "penalty",
     "regularized",
+    "rmsprop",
+    "run_sweep",
+    "sgd",
     "two_moons",
 ]

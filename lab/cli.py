@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lab: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lab: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        # A sweep stopped by Ctrl-C says where it saved and how to resume; a bare Ctrl-C says nothing.
+        print(f"lab: {err or 'interrupted'}", file=sys.stderr)
         return 130
 
 
