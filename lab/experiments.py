@@ -656,6 +656,7 @@ class Experiment:
     run: Callable[[Any, Context], Record]
     figures: tuple[str, ...]
     reuse: bool = True  # False: always rerun (it only reads a file that may have changed)
+    seeds_field: str = "seeds"  # the config field that --seeds sets
 
     def make_config(self, quick: bool = False, seeds: int | None = None, steps: int | None = None):
         """The full or quick config, with ``seeds``/``steps`` overridden where given.
@@ -664,12 +665,12 @@ class Experiment:
             ValueError: if the experiment has no such setting.
         """
         config = self.quick if quick else self.config
-        for name, value in (("seeds", seeds), ("steps", steps)):
+        for flag, field_name, value in (("seeds", self.seeds_field, seeds), ("steps", "steps", steps)):
             if value is None:
                 continue
-            if not hasattr(config, name):
-                raise ValueError(f"experiment {self.name!r} has no --{name} setting")
-            config = dataclasses.replace(config, **{name: value})
+            if not hasattr(config, field_name):
+                raise ValueError(f"experiment {self.name!r} has no --{flag} setting")
+            config = dataclasses.replace(config, **{field_name: value})
         return config
 
 
@@ -700,7 +701,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                OptimizersConfig(), QUICK["optimizers"], run_optimizers, ("01_optimizers.png",)),
     Experiment("lr_sensitivity", "final training loss against learning rate for every optimizer, with "
                "divergence marked (the tuning sweeps of 'optimizers')",
-               OptimizersConfig(), QUICK["optimizers"], run_lr_sensitivity, ("02_lr_sensitivity.png",)),
+               OptimizersConfig(), QUICK["optimizers"], run_lr_sensitivity, ("02_lr_sensitivity.png",),
+               seeds_field="tune_seeds"),
     Experiment("trajectories", "paths of each optimizer on Rosenbrock, an ill-conditioned quadratic, a "
                "saddle and Beale, each at its tuned learning rate",
                TrajectoriesConfig(), QUICK["trajectories"], run_trajectories, ("03_trajectories.png",)),

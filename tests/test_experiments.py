@@ -44,6 +44,8 @@ def test_make_config_overrides_seeds_and_steps_and_rejects_what_is_not_there():
     assert (config.seeds, config.steps) == (7, 11)
     assert config.learning_rates == e.quick.learning_rates
     assert e.make_config() is e.config
+    # lr_sensitivity draws the tuning sweeps, so --seeds sets their seeds.
+    assert EXPERIMENTS["lr_sensitivity"].make_config(seeds=4).tune_seeds == 4
     with pytest.raises(ValueError, match="speed.*--seeds"):
         EXPERIMENTS["speed"].make_config(seeds=3)
 
