@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lab.activations import ACTIVATIONS
 from lab.data import Dataset, circles, digits, linear_regression_task, two_moons
-from lab.initializers import _ALIASES, INITIALIZERS
+from lab.initializers import get_initializer
 from lab.losses import accuracy, get_loss
 from lab.models import MLPParams, init_mlp, mlp
 
@@ -28,6 +29,8 @@ Array = jax.Array
 DATASETS = ("digits", "moons", "circles", "linreg")
 CLASSIFICATION_LOSSES = ("cross_entropy", "mse_classification")
 _CLASSES = {"digits": 10, "moons": 2, "circles": 2}
+_SPREAD_KWARG = {"normal": "std", "uniform": "scale"}  # the initializers that take init_std
+VALIDATION_FRACTION = 0.2
 _GENERATED_DEFAULTS = {"moons": (200, 0.2), "circles": (200, 0.1), "linreg": (200, 0.1)}  # n_train, noise
 
 
@@ -46,6 +49,11 @@ class Problem:
         data_seed: the data set (split, generated points) depends on this seed only.
         n_train: training-set size of a generated data set (default 200; the test set is 200).
         noise: noise of a generated data set (default 0.2 moons, 0.1 circles, 0.1 linreg).
+        init_std: the spread of the ``normal`` (its std, default 0.01) or ``uniform`` (its half-width,
+            default 0.05) initializer; the other initializers derive theirs from the fan-in/out.
+        validation: hold out a stratified :data:`VALIDATION_FRACTION` of the training set and use it
+            as the evaluation set: a sweep's ``test_*`` metrics are then *validation* metrics, and
+            the test set is never seen. For choosing hyperparameters; rerun the choice without it.
     """
 
     dataset: str = "digits"
@@ -56,6 +64,8 @@ class Problem:
     data_seed: int = 0
     n_train: int | None = None
     noise: float | None = None
+    init_std: float | None = None
+    validation: bool = False
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -67,9 +77,19 @@ class Problem:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"Problem.activation: unknown {self.activation!r}; "
                              f"valid: {', '.join(ACTIVATIONS)}")
-        if self.init not in INITIALIZERS and self.init not in _ALIASES:
-            raise ValueError(f"Problem.init: unknown initializer {self.init!r}; "
-                             f"valid: {', '.join(INITIALIZERS)}")
+        try:
+            get_initializer(self.init)
+        except ValueError as err:
+            raise ValueError(f"Problem.init: {err}") from None
+        if self.init_std is not None:
+            if self.init not in _SPREAD_KWARG:
+                raise ValueError(f"Problem.init_std: only the {' and '.join(_SPREAD_KWARG)} initializers "
+                                 f"take a spread, not {self.init!r}")
+            if not isinstance(self.init_std, int | float) or not 0 < self.init_std < float("inf"):
+                raise ValueError(f"Problem.init_std: expected a positive number, got {self.init_std!r}")
+            object.__setattr__(self, "init_std", float(self.init_std))
+        if not isinstance(self.validation, bool):
+            raise ValueError(f"Problem.validation: expected True or False, got {self.validation!r}")
         valid_losses = ("mse",) if self.dataset == "linreg" else CLASSIFICATION_LOSSES
         if self.loss not in valid_losses:
             raise ValueError(f"Problem.loss: {self.loss!r} does not fit data set {self.dataset!r}; "
@@ -103,7 +123,33 @@ class Problem:
 
 @functools.lru_cache(maxsize=16)
 def load_data(problem: Problem) -> Dataset:
-    """The problem's train/test split (cached per problem); depends on ``data_seed`` only."""
+    """The problem's train/evaluation split (cached per problem); depends on ``data_seed`` only.
+
+    With ``problem.validation`` the evaluation set is the held-out part of the training set (see
+    :func:`validation_split`), otherwise the test set.
+    """
+    data = _load_train_test(dataclasses.replace(problem, validation=False))
+    return validation_split(data, problem.data_seed) if problem.validation else data
+
+
+def validation_split(data: Dataset, seed: int, fraction: float = VALIDATION_FRACTION) -> Dataset:
+    """Split the training set into ``(train, validation)``, returned as ``Dataset(x_tr, y_tr, x_va, y_va)``.
+
+    Stratified for class labels: in each class, the ``round(fraction * n_class)`` examples with the
+    smallest uniform draws (from ``fold_in(key(seed), 1)``) are held out; regression targets are one
+    class. Deterministic, and the held-out examples never overlap the training ones.
+    """
+    x, y = np.asarray(data.x_train), np.asarray(data.y_train)
+    u = np.asarray(jax.random.uniform(jax.random.fold_in(jax.random.key(seed), 1), (x.shape[0],)))
+    classes = y if y.ndim == 1 else np.zeros(x.shape[0], np.int32)
+    held = np.zeros(x.shape[0], bool)
+    for c in np.unique(classes):
+        idx = np.flatnonzero(classes == c)
+        held[idx[np.argsort(u[idx], kind="stable")[: int(round(fraction * idx.size))]]] = True
+    return Dataset(jnp.asarray(x[~held]), jnp.asarray(y[~held]), jnp.asarray(x[held]), jnp.asarray(y[held]))
+
+
+def _load_train_test(problem: Problem) -> Dataset:
     key = jax.random.key(problem.data_seed)
     if problem.dataset == "digits":
         return digits(key)
@@ -126,7 +172,8 @@ def layer_sizes(problem: Problem) -> tuple[int, ...]:
 
 def init_params(problem: Problem, key: Array) -> MLPParams:
     """Fresh params for the problem's model (a list of ``{"w", "b"}`` layers)."""
-    return init_mlp(key, layer_sizes(problem), init=problem.init)
+    spread = {} if problem.init_std is None else {_SPREAD_KWARG[problem.init]: problem.init_std}
+    return init_mlp(key, layer_sizes(problem), init=get_initializer(problem.init, **spread))
 
 
 def predict(problem: Problem, params: MLPParams, x: Array) -> Array:

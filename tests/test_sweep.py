@@ -327,6 +327,8 @@ def test_config_validates_itself_naming_the_field(change, field):
 @pytest.mark.parametrize("change, field", [
     (dict(dataset="mnist"), "dataset"), (dict(dataset="moons", loss="mse"), "loss"),
     (dict(hidden=(0,)), "hidden"), (dict(activation="gelu"), "activation"), (dict(n_train=10), "n_train"),
+    (dict(init="he_normal", init_std=1.0), "init_std"), (dict(init="normal", init_std=0.0), "init_std"),
+    (dict(init="gaussian"), "init"), (dict(validation="yes"), "validation"),
 ])
 def test_problem_validates_itself_naming_the_field(change, field):
     with pytest.raises(ValueError, match=field):
