@@ -164,8 +164,9 @@ def draw_optimizers(record) -> dict[str, Figure]:
     seeds = _seeds(a, f"{opts[0]}.final")
     target = meta["target"]
     fig, axes = _fig(3, width=5.2, height=4.4,
-                     title=f"Optimizers on the digits MLP (64-128-10 ReLU, batch 64), each at its best "
-                           f"learning rate from the same grid; mean and min-max over {seeds} seeds")
+                     title=f"Optimizers on the digits MLP (64-128-10 ReLU, batch 64), each at the learning "
+                           f"rate that won the same grid on a validation split; mean and min-max over "
+                           f"{seeds} seeds")
     ax_loss, ax_acc, ax_tab = axes[0]
     for o in opts:
         lr = meta["best_learning_rate"][o]
