@@ -190,5 +190,8 @@ def metrics(problem: Problem, params: MLPParams, x: Array, y: Array) -> tuple[Ar
     """``(loss, accuracy)`` on a data set; accuracy is NaN for regression."""
     out = predict(problem, params, x)
     loss = get_loss(problem.loss)(out, y)
-    acc = accuracy(out, y) if problem.is_classification else jnp.full((), jnp.nan, out.dtype)
+    if problem.is_classification:  # labels in argmax's index dtype, which is int64 under jax.enable_x64
+        acc = accuracy(out, y.astype(jax.dtypes.canonicalize_dtype(jnp.int64)))
+    else:
+        acc = jnp.full((), jnp.nan, out.dtype)
     return loss, acc

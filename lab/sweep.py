@@ -395,7 +395,7 @@ def _build_program(config: SweepConfig, chunk_steps: int) -> _Program:
         # over two to three copies of the params per step (about 9% of a step on a CPU).
         opt_state = new_opt_state
         diverged_step = jnp.where(active & ~finite, t, diverged_step)
-        logged = jnp.where(active, loss, jnp.nan)
+        logged = jnp.where(active, loss, jnp.float32(jnp.nan))
         return RunState(params, opt_state, diverged_step), logged
 
     def init(hparams, seeds, data):
@@ -419,7 +419,7 @@ def _build_program(config: SweepConfig, chunk_steps: int) -> _Program:
             # evaluates the final params.
             due = ((end % config.eval_every == 0) & (end <= steps)) | ((end >= steps) & (seg_start < steps))
             evals = jax.lax.cond(due, lambda p: jax.vmap(evaluate, in_axes=(0, None))(p, data),
-                                 lambda p: jnp.full((runs, 3), jnp.nan), state.params)
+                                 lambda p: jnp.full((runs, 3), jnp.nan, jnp.float32), state.params)
             evals = jnp.where(state.diverged_step[:, None] >= 0, jnp.nan, evals)
             return state, (losses, evals)
 
@@ -568,7 +568,7 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
 
     t0 = time.perf_counter()
     init_fn, chunk_fn, state_shape = _compile(_program_key(config), chunk_steps, runs_padded,
-                                              tuple(mesh.devices.flat))
+                                              tuple(mesh.devices.flat), _x64())
     compile_seconds = time.perf_counter() - t0  # about 0 when this process compiled it before
 
     logged_steps, eval_steps = config.logged_steps(), config.eval_steps()
@@ -649,8 +649,14 @@ def _program_key(config: SweepConfig) -> SweepConfig:
     return dataclasses.replace(config, grid=grid, name="program")
 
 
+def _x64() -> bool:
+    """Whether 64-bit mode is on (``jax.enable_x64``): it changes how a program traces, so it is part
+    of the compile cache's key (the program itself is float32 either way)."""
+    return bool(jax.config.read("jax_enable_x64"))
+
+
 @functools.lru_cache(maxsize=8)
-def _compile(key: SweepConfig, chunk_steps: int, runs_padded: int, devices: tuple):
+def _compile(key: SweepConfig, chunk_steps: int, runs_padded: int, devices: tuple, x64: bool = False):
     """Compiled init and chunk programs for ``runs_padded`` runs, and the state's shapes; cached, so
     that rerunning a sweep (or one of the same shape) in a process compiles nothing."""
     program = _build_program(key, chunk_steps)

@@ -300,6 +300,19 @@ def test_eight_devices_give_the_single_device_results(tmp_path):
     assert_same(single, sharded, exact=False)
 
 
+def test_a_sweep_under_x64_equals_the_same_sweep_without_it():
+    # jax.enable_x64 makes untyped constants float64; the program must stay float32 (a NaN fill of
+    # the wrong dtype used to break the evaluation's lax.cond) and give the float32 results.
+    config = small(seeds=1, steps=20)
+    plain = run_sweep(config, store_dir=None, quiet=True, chunk_steps=5)
+    with jax.enable_x64(True):
+        wide = run_sweep(config, store_dir=None, quiet=True, chunk_steps=5)
+    for name in ARRAYS:
+        assert getattr(wide, name).dtype == getattr(plain, name).dtype, name
+    assert plain.train_loss.dtype == np.float32
+    assert_same(plain, wide, exact=False)
+
+
 # ----------------------------------------------------------------------------- config
 
 
