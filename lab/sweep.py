@@ -6,8 +6,9 @@
 How it runs (purejaxrl's recipe, with the run axis outermost):
 
 - every (grid point, seed) pair is a *run*; runs are ordered grid-major, seed-minor. A run's
-  hyperparameters (and L1/L2 strengths) are float32 arrays with the run axis first, so the grid's
-  size is a shape, and a grid of any size compiles once.
+  hyperparameters (and L1/L2 strengths), swept or fixed numbers, are float32 arrays with the run
+  axis first, so the grid's size is a shape and its values are data: the compiled program is cached
+  on what shapes it (:class:`_ProgramKey`), and other values reuse it.
 - run ``r`` with seed ``s`` draws ``k_init, k_batch = jax.random.split(jax.random.key(s))``: its
   params are ``init_params(problem, k_init)`` and its batch at step ``t`` is
   ``lab.data.batch_indices(k_batch, t, n, batch_size)``; runs of one seed share their batches,
@@ -95,8 +96,9 @@ class SweepConfig:
         grid: ``((name, (value, ...)), ...)``: swept optimizer kwargs and ``"l1"``/``"l2"``
             penalty strengths; every combination (cartesian product) is run. Values are run as
             float32.
-        fixed: ``((name, value), ...)``: optimizer kwargs (or ``l1``/``l2``) held at one value; they
-            are static, so they may be flags (``nesterov=True``) or ``None`` (``momentum=None``).
+        fixed: ``((name, value), ...)``: optimizer kwargs (or ``l1``/``l2``) held at one value. A
+            number enters the program as an array (like a one-value grid axis); flags
+            (``nesterov=True``) and ``None`` (``momentum=None``) are static: they shape the program.
         seeds: seeds ``0 .. seeds-1`` per grid point.
         steps: optimizer steps per run.
         batch_size: mini-batch size; ``None`` (or the training-set size) is full batch, 1 is SGD.
@@ -320,7 +322,48 @@ def _all_finite(tree) -> Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def _build_program(config: SweepConfig, chunk_steps: int) -> _Program:
+class _ProgramKey(NamedTuple):
+    """What decides a sweep's program (beside the chunk length, run count, devices and x64 mode):
+    the key of the compile cache. Grid values, fixed numeric values, ``log_every`` and ``name`` are
+    not in it: they enter as arrays or only matter on the host."""
+
+    problem: Problem
+    optimizer: str
+    arrays: tuple[str, ...]  # hyperparameters that enter as (runs,) float32 arrays, sorted
+    static: tuple[tuple[str, object], ...]  # fixed flags, None and strings: they shape the program
+    seeds: int  # the chunk draws each seed's batch permutations once
+    steps: int
+    batch_size: int | None  # None: full batch
+    eval_every: int
+
+
+def _is_array_value(value) -> bool:
+    """A fixed value that enters the program as an array (a number), not as a static constant."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _program_key(config: SweepConfig) -> _ProgramKey:
+    """The :class:`_ProgramKey` of ``config``."""
+    n = load_data(config.problem).x_train.shape[0]
+    fixed = dict(config.fixed)
+    arrays = sorted([k for k, _ in config.grid] + [k for k, v in fixed.items() if _is_array_value(v)])
+    static = tuple((k, v) for k, v in config.fixed if not _is_array_value(v))
+    batch = None if config.batch_size is None or config.batch_size >= n else config.batch_size
+    return _ProgramKey(config.problem, config.optimizer, tuple(arrays), static, config.seeds, config.steps,
+                       batch, config.eval_every)
+
+
+def _program_hparams(config: SweepConfig) -> dict[str, np.ndarray]:
+    """Name -> (runs,) float32 value of every hyperparameter the program takes as an array: the swept
+    ones and the fixed numbers (a fixed number is a one-value axis)."""
+    hparams = config.run_hparams()
+    for k, v in config.fixed:
+        if _is_array_value(v):
+            hparams[k] = np.full(config.runs, v, np.float32)
+    return hparams
+
+
+def _build_program(config: _ProgramKey, chunk_steps: int) -> _Program:
     """The per-run step, vmapped over runs and scanned over a chunk of steps (not yet jitted).
 
     A chunk is a scan over segments of ``segment_steps`` steps (see :func:`chunk_layout`); a segment
@@ -331,26 +374,24 @@ def _build_program(config: SweepConfig, chunk_steps: int) -> _Program:
     chunk_steps, segment_steps = chunk_layout(chunk_steps, config.eval_every, steps)
     segments = chunk_steps // segment_steps
     n = load_data(problem).x_train.shape[0]
-    full_batch = config.batch_size is None or config.batch_size >= n
+    full_batch = config.batch_size is None
     batch = n if full_batch else config.batch_size
     steps_per_epoch = n // batch
     # A chunk's steps touch at most this many epochs; their permutations are drawn at its start
     # (one sort per run and epoch, not one per step, and no branch inside the scan).
     epochs_per_chunk = (chunk_steps - 1) // steps_per_epoch + 2
     factory = optimizer_factory(config.optimizer)
-    fixed = dict(config.fixed)
-    fixed_opt = {k: v for k, v in fixed.items() if k not in PENALTIES}
-    swept_opt = [k for k, _ in config.grid if k not in PENALTIES]
+    static_opt = dict(config.static)  # flags and None (penalties are numbers, so arrays)
+    array_opt = [k for k in config.arrays if k not in PENALTIES]
 
     def optimizer(hp):
-        return factory(**{k: hp[k] for k in swept_opt}, **fixed_opt)
+        return factory(**{k: hp[k] for k in array_opt}, **static_opt)
 
     def penalty(params, hp):
         total = jnp.zeros((), jnp.float32)
         for name, fn in (("l1", l1_penalty), ("l2", l2_penalty)):
-            strength = hp[name] if name in hp else fixed.get(name, 0.0)
-            if name in hp or strength:  # a fixed zero adds nothing to the program
-                total = total + strength * fn(params)
+            if name in hp:  # neither swept nor fixed: no penalty in the program
+                total = total + hp[name] * fn(params)
         return total
 
     def objective(params, x, y, hp):
@@ -562,7 +603,7 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
     runs = config.runs
     runs_padded = -(-runs // n_dev) * n_dev
     by_run, replicated = NamedSharding(mesh, PartitionSpec("runs")), NamedSharding(mesh, PartitionSpec())
-    hparams = {k: _put(_pad(v, runs_padded), by_run) for k, v in config.run_hparams().items()}
+    hparams = {k: _put(_pad(v, runs_padded), by_run) for k, v in _program_hparams(config).items()}
     seeds = _put(_pad(config.run_seeds(), runs_padded), by_run)
     data = jax.tree.map(lambda a: _put(np.asarray(a), replicated), data)
 
@@ -643,12 +684,6 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
     return result
 
 
-def _program_key(config: SweepConfig) -> SweepConfig:
-    """The config with what does not shape the program (name, grid values) normalized away."""
-    grid = tuple((k, values[:1]) for k, values in config.grid)
-    return dataclasses.replace(config, grid=grid, name="program")
-
-
 def _x64() -> bool:
     """Whether 64-bit mode is on (``jax.enable_x64``): it changes how a program traces, so it is part
     of the compile cache's key (the program itself is float32 either way)."""
@@ -656,7 +691,7 @@ def _x64() -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def _compile(key: SweepConfig, chunk_steps: int, runs_padded: int, devices: tuple, x64: bool = False):
+def _compile(key: _ProgramKey, chunk_steps: int, runs_padded: int, devices: tuple, x64: bool = False):
     """Compiled init and chunk programs for ``runs_padded`` runs, and the state's shapes; cached, so
     that rerunning a sweep (or one of the same shape) in a process compiles nothing."""
     program = _build_program(key, chunk_steps)
@@ -664,7 +699,7 @@ def _compile(key: SweepConfig, chunk_steps: int, runs_padded: int, devices: tupl
     by_run, replicated = NamedSharding(mesh, PartitionSpec("runs")), NamedSharding(mesh, PartitionSpec())
     data = load_data(key.problem)
     data_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
-    hp_spec = {k: jax.ShapeDtypeStruct((runs_padded,), jnp.float32) for k, _ in key.grid}
+    hp_spec = {k: jax.ShapeDtypeStruct((runs_padded,), jnp.float32) for k in key.arrays}
     seeds_spec = jax.ShapeDtypeStruct((runs_padded,), jnp.int32)
     init_fn = jax.jit(program.init, in_shardings=(by_run, by_run, replicated), out_shardings=by_run)
     init_fn = init_fn.lower(hp_spec, seeds_spec, data_spec).compile()

@@ -55,7 +55,8 @@ def assert_same(a, b, exact=True, rtol=2e-5, atol=2e-6):
 
 
 def reference_run(*args, **kwargs):
-    """One run as most JAX users write it: a jitted optax step in a Python loop.
+    """One run as most JAX users write it: a jitted optax step in a Python loop (Adam's b1 is 0.8
+    unless given).
 
     Returns per-step batch losses, {step: (train loss, test loss, test acc)} after each update, the
     step at which it diverged (-1) and the last finite params. (optax's own Adam raises a float **
@@ -65,7 +66,7 @@ def reference_run(*args, **kwargs):
         return _reference_run(*args, **kwargs)
 
 
-OPTAX = {"adam": lambda lr: optax.adam(lr, b1=0.8), "sgd": optax.sgd}
+OPTAX = {"adam": lambda lr, b1: optax.adam(lr, b1=b1), "sgd": lambda lr, b1: optax.sgd(lr)}
 
 
 @functools.lru_cache
@@ -80,10 +81,10 @@ def _reference_fns(problem, optimizer):
         return loss + l2 * sum(0.5 * jnp.sum(layer["w"] ** 2) for layer in params), loss
 
     @jax.jit
-    def step(params, opt_state, idx, lr, l2):
+    def step(params, opt_state, idx, lr, l2, b1):
         (obj, loss), grads = jax.value_and_grad(objective, has_aux=True)(
             params, data.x_train[idx], data.y_train[idx], l2)
-        updates, opt_state = OPTAX[optimizer](lr).update(grads, opt_state, params)
+        updates, opt_state = OPTAX[optimizer](lr, b1).update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, obj, loss
 
     @jax.jit
@@ -96,18 +97,18 @@ def _reference_fns(problem, optimizer):
     return step, evaluate
 
 
-def _reference_run(problem, sizes, optimizer, lr, seed, steps, batch_size, l2=0.0):
+def _reference_run(problem, sizes, optimizer, lr, seed, steps, batch_size, l2=0.0, b1=0.8):
     data = load_data(problem)
     n = data.x_train.shape[0]
     step, evaluate = _reference_fns(problem, optimizer)
     k_init, k_batch = jax.random.split(jax.random.key(seed))
     params = init_mlp(k_init, sizes, init=problem.init)
-    opt_state = OPTAX[optimizer](lr).init(params)
-    lr, l2 = np.float32(lr), np.float32(l2)
+    opt_state = OPTAX[optimizer](lr, b1).init(params)
+    lr, l2, b1 = np.float32(lr), np.float32(l2), np.float32(b1)
     losses, evals, diverged = [], {0: evaluate(params)}, -1
     for t in range(steps):
         idx = batch_indices(k_batch, t, n, batch_size)
-        new_params, new_state, obj, loss = step(params, opt_state, idx, lr, l2)
+        new_params, new_state, obj, loss = step(params, opt_state, idx, lr, l2, b1)
         losses.append(float(loss))
         finite = np.isfinite(float(obj)) and all(np.isfinite(x).all() for x in jax.tree.leaves(new_params))
         if not finite:
@@ -162,6 +163,25 @@ def test_a_run_does_not_depend_on_the_other_runs_of_its_sweep(reference_sweep):
     for name in ("train_loss", "train_loss_eval", "test_loss", "test_accuracy", "weight_norm"):
         np.testing.assert_allclose(getattr(result, name)[r], getattr(alone, name), rtol=1e-5, atol=1e-6,
                                    err_msg=name)
+
+
+def test_other_grid_values_fixed_numbers_and_log_every_reuse_the_compiled_program():
+    # Same problem, optimizer, run count and schedule: only values (swept and fixed) and log_every
+    # differ, so the second sweep must compile nothing; both equal the runs alone in a Python loop.
+    sweeps = [(dict(learning_rate=[1e-2, 3e-2]), dict(b1=0.8, l2=1e-3), 1),
+              (dict(learning_rate=[2e-2, 5e-2]), dict(b1=0.6, l2=3e-3), 2)]
+    misses = []
+    for grid, fixed, log_every in sweeps:
+        config = SweepConfig.make(MOONS, "adam", grid, fixed, seeds=1, steps=12, batch_size=16,
+                                  eval_every=6, log_every=log_every)
+        result = run_sweep(config, store_dir=None, quiet=True, chunk_steps=6)
+        misses.append(sweep_module._compile.cache_info().misses)
+        for r, lr in enumerate(grid["learning_rate"]):
+            losses, evals, _, _ = reference_run(MOONS, (2, 16, 2), "adam", lr, 0, 12, 16, **fixed)
+            np.testing.assert_allclose(result.train_loss[r], losses[::log_every], rtol=2e-5, atol=1e-6)
+            np.testing.assert_allclose(result.test_loss[r], [evals[s][1] for s in (0, 6, 12)],
+                                       rtol=2e-5, atol=1e-6)
+    assert misses[1] == misses[0], "a sweep differing only in values compiled a new program"
 
 
 def test_diverged_runs_are_frozen_at_their_step_and_the_others_go_on():
