@@ -129,8 +129,7 @@ class SweepConfig:
         unknown = set(kwargs) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"SweepConfig: unknown field(s) {', '.join(sorted(unknown))}")
-        axes = tuple((k, tuple(np.atleast_1d(np.asarray(v, dtype=np.float64)).tolist()))
-                     for k, v in dict(grid).items())
+        axes = tuple((k, _axis_values(v)) for k, v in dict(grid).items())
         return cls(problem=problem, optimizer=optimizer, grid=axes,
                    fixed=tuple(dict(fixed or {}).items()), **kwargs)
 
@@ -169,6 +168,10 @@ class SweepConfig:
                 if k not in valid:
                     raise ValueError(f"SweepConfig.{field}: {k!r} is not a hyperparameter of "
                                      f"{self.optimizer!r}; valid: {', '.join(valid)}")
+        for k, values in self.grid:
+            if k in params and isinstance(params[k].default, bool):
+                raise ValueError(f"SweepConfig.grid: {k!r} is a static flag of {self.optimizer!r} (it shapes "
+                                 f"the program), so it cannot be swept; got {list(values)}; set it in fixed")
         both = set(swept) & set(fixed)
         if both:
             raise ValueError(f"SweepConfig.fixed: {', '.join(sorted(both))} also swept in grid")
@@ -178,21 +181,41 @@ class SweepConfig:
         for k in PENALTIES:
             v = fixed.get(k, 0.0)
             if not isinstance(v, int | float) or isinstance(v, bool) or not v >= 0:
-                raise ValueError(f"SweepConfig.fixed: {k} must be a non-negative number, got {v!r}")
-        # Build the optimizer with every concrete grid value, so that a bad value (a negative
-        # learning rate, a beta above 1) fails here with the optimizer's own message.
-        opt_fixed = {k: v for k, v in fixed.items() if k not in PENALTIES}
-        first = {k: vs[0] for k, vs in self.grid if k not in PENALTIES}
+                raise ValueError(f"SweepConfig.fixed: {k}={v!r}: must be a non-negative number")
         for k, values in self.grid:
-            for v in values:
-                if k in PENALTIES:
+            if k in PENALTIES:
+                for v in values:
                     if not v >= 0:
-                        raise ValueError(f"SweepConfig.grid: {k} must be non-negative, got {v!r}")
-                    continue
-                try:
-                    factory(**{**first, k: v, **opt_fixed})
-                except (TypeError, ValueError) as err:
-                    raise ValueError(f"SweepConfig.grid: {k}={v!r}: {err}") from None
+                        raise ValueError(f"SweepConfig.grid: {k}={v!r}: must be non-negative")
+        self._check_values(factory, params)
+
+    def _check_values(self, factory, params):
+        """Build the optimizer with every concrete value, so that a bad one (a negative learning rate,
+        a beta above 1, a flag that is not a bool) fails here with the optimizer's own message, blamed
+        on its field: each value is tried alone (other arguments at their defaults, required ones at
+        values already checked), then with the fixed values and the first grid point."""
+        swept = {k: vs for k, vs in self.grid if k not in PENALTIES}
+        opt_fixed = {k: v for k, v in self.fixed if k not in PENALTIES}
+        required = [k for k, p in params.items() if p.default is inspect.Parameter.empty]
+        context = {k: swept[k][0] if k in swept else opt_fixed[k] for k in required}
+        checks = [(k, "grid" if k in swept else "fixed") for k in required]
+        checks += [(k, "fixed") for k in opt_fixed if k not in required]
+        checks += [(k, "grid") for k in swept if k not in required]
+
+        def build(field, k, v, **args):
+            try:
+                factory(**args)
+            except (TypeError, ValueError) as err:
+                message = " ".join(str(err).split())
+                raise ValueError(f"SweepConfig.{field}: {k}={v!r}: {message}") from None
+
+        for k, field in checks:
+            for v in swept[k] if field == "grid" else (opt_fixed[k],):
+                build(field, k, v, **{**context, k: v})
+        first = {k: vs[0] for k, vs in swept.items()}
+        for k, field in checks:  # together: a value may be refused only next to another one
+            for v in swept[k] if field == "grid" else (opt_fixed[k],):
+                build(field, k, v, **{**first, **opt_fixed, k: v})
 
     # --- derived quantities
 
@@ -235,13 +258,29 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> SweepConfig:
+        if not isinstance(d, Mapping):
+            raise ValueError(f"SweepConfig: expected a dict, got {type(d).__name__} {d!r}")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"SweepConfig: unknown field(s) {', '.join(sorted(unknown))}")
+        for field in ("problem", "optimizer", "grid"):
+            if field not in d:
+                got = ", ".join(sorted(d)) or "none"
+                raise ValueError(f"SweepConfig.{field}: missing (got fields {got})")
         d = dict(d)
+        if not isinstance(d["problem"], Mapping):
+            raise ValueError(f"SweepConfig.problem: expected a dict, got {d['problem']!r}")
         d["problem"] = Problem.from_dict(d["problem"])
-        d["grid"] = tuple((k, tuple(v)) for k, v in d["grid"])
-        d["fixed"] = tuple((k, v) for k, v in d.get("fixed", ()))
+        try:
+            d["grid"] = tuple((k, _axis_values(v)) for k, v in d["grid"])
+        except (TypeError, ValueError):
+            raise ValueError(f"SweepConfig.grid: expected [[name, [values...]], ...], "
+                             f"got {d['grid']!r}") from None
+        try:
+            d["fixed"] = tuple((k, v) for k, v in d.get("fixed", ()))
+        except (TypeError, ValueError):
+            raise ValueError(f"SweepConfig.fixed: expected [[name, value], ...], "
+                             f"got {d['fixed']!r}") from None
         return cls(**d)
 
     def hash(self) -> str:
@@ -250,11 +289,21 @@ class SweepConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _axis_values(values) -> tuple:
+    """One grid axis as a tuple, unconverted (:func:`_normalize_grid` checks the values and names the
+    field); a scalar (or a string) is a one-point axis."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, str | bytes) or not isinstance(values, list | tuple | range):
+        return (values,)
+    return tuple(values)
+
+
 def _normalize_grid(grid) -> tuple[tuple[str, tuple[float, ...]], ...]:
     if isinstance(grid, Mapping):
         grid = tuple(grid.items())
     try:
-        axes = tuple((k, tuple(vs)) for k, vs in grid)
+        axes = tuple((k, _axis_values(vs)) for k, vs in grid)
     except (TypeError, ValueError):
         raise ValueError(f"SweepConfig.grid: expected ((name, (values...)), ...), got {grid!r}") from None
     if not axes:

@@ -336,35 +336,69 @@ def test_a_sweep_under_x64_equals_the_same_sweep_without_it():
 # ----------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("change, field", [
-    (dict(optimizer="adamax"), "optimizer"),
-    (dict(grid={"learning_rat": [1e-3]}), "grid"),
-    (dict(grid={}), "grid"),
-    (dict(grid={"learning_rate": []}), "grid"),
-    (dict(grid={"learning_rate": [-1.0]}), "grid"),
-    (dict(grid={"b1": [0.9]}), "grid"),  # learning_rate neither swept nor fixed
-    (dict(fixed={"learning_rate": 1e-3}), "fixed"),  # also swept
-    (dict(fixed={"nesterov": True}), "fixed"),  # not an Adam argument
-    (dict(steps=0), "steps"),
-    (dict(seeds=0), "seeds"),
-    (dict(eval_every=-1), "eval_every"),
-    (dict(batch_size=101), "batch_size"),
-    (dict(batch_size=0), "batch_size"),
-    (dict(name="a/b"), "name"),
+@pytest.mark.parametrize("change, message", [
+    (dict(optimizer="adamax"), r"SweepConfig\.optimizer: unknown optimizer 'adamax'"),
+    (dict(grid={"learning_rat": [1e-3]}), r"SweepConfig\.grid: 'learning_rat' is not a hyperparameter"),
+    (dict(grid={}), r"SweepConfig\.grid: empty"),
+    (dict(grid={"learning_rate": []}), r"SweepConfig\.grid: 'learning_rate' has no values"),
+    (dict(grid={"learning_rate": [-1.0]}), r"SweepConfig\.grid: learning_rate=-1\.0: learning_rate must"),
+    (dict(grid={"learning_rate": [-1.0], "b1": [0.9]}), r"SweepConfig\.grid: learning_rate=-1\.0: learning"),
+    (dict(grid={"learning_rate": [1e-2], "b1": [0.9, 1.5]}), r"SweepConfig\.grid: b1=1\.5: b1 must"),
+    (dict(grid={"learning_rate": ["x"]}), r"SweepConfig\.grid: 'learning_rate' values must be .*, got 'x'"),
+    (dict(grid={"learning_rate": [1e-2], "l2": [-1.0]}), r"SweepConfig\.grid: l2=-1\.0: must be non-neg"),
+    (dict(grid={"b1": [0.9]}), r"SweepConfig\.grid: 'adam' needs 'learning_rate'"),  # neither swept nor fixed
+    (dict(optimizer="sgd", grid={"learning_rate": [0.1], "nesterov": [0, 1]}, fixed={"momentum": 0.9}),
+     r"SweepConfig\.grid: 'nesterov' is a static flag .*\[0\.0, 1\.0\]"),
+    (dict(optimizer="sgd", grid={"nesterov": [0, 1]}), r"SweepConfig\.grid: 'nesterov' is a static flag"),
+    (dict(fixed={"learning_rate": 1e-3}), r"SweepConfig\.fixed: learning_rate also swept"),
+    (dict(fixed={"nesterov": True}), r"SweepConfig\.fixed: 'nesterov' is not a hyperparameter of 'adam'"),
+    (dict(fixed={"b1": 2.0}), r"SweepConfig\.fixed: b1=2\.0: b1 must"),
+    (dict(fixed={"l2": -1e-3}), r"SweepConfig\.fixed: l2=-0\.001: must be a non-negative number"),
+    (dict(optimizer="momentum", fixed={"ema": "yes"}), r"SweepConfig\.fixed: ema='yes': ema must be a"),
+    (dict(steps=0), r"SweepConfig\.steps: .*got 0"),
+    (dict(seeds=0), r"SweepConfig\.seeds: .*got 0"),
+    (dict(eval_every=-1), r"SweepConfig\.eval_every: .*got -1"),
+    (dict(batch_size=101), r"SweepConfig\.batch_size: 101 is larger"),
+    (dict(batch_size=0), r"SweepConfig\.batch_size: .*got 0"),
+    (dict(name="a/b"), r"SweepConfig\.name: .*'a/b'"),
 ])
-def test_config_validates_itself_naming_the_field(change, field):
-    with pytest.raises(ValueError, match=field):
+def test_config_validates_itself_naming_the_field(change, message):
+    with pytest.raises(ValueError, match=message) as info:
         small(**change)
+    assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("change, field", [
-    (dict(dataset="mnist"), "dataset"), (dict(dataset="moons", loss="mse"), "loss"),
-    (dict(hidden=(0,)), "hidden"), (dict(activation="gelu"), "activation"), (dict(n_train=10), "n_train"),
-    (dict(init="he_normal", init_std=1.0), "init_std"), (dict(init="normal", init_std=0.0), "init_std"),
-    (dict(init="gaussian"), "init"), (dict(validation="yes"), "validation"),
+@pytest.mark.parametrize("change, message", [
+    (dict(problem=None), r"SweepConfig\.problem: missing"),
+    (dict(problem=[1]), r"SweepConfig\.problem: expected a dict, got \[1\]"),
+    (dict(grid=None), r"SweepConfig\.grid: missing"),
+    (dict(grid=[["learning_rate", ["x"]]]), r"SweepConfig\.grid: 'learning_rate' values must be .*, got 'x'"),
+    (dict(fixed=[["b1", 2.0]]), r"SweepConfig\.fixed: b1=2\.0: b1 must"),
 ])
-def test_problem_validates_itself_naming_the_field(change, field):
-    with pytest.raises(ValueError, match=field):
+def test_config_from_dict_names_the_field(change, message):
+    d = small().to_dict()
+    for k, v in change.items():
+        if v is None:
+            del d[k]
+        else:
+            d[k] = v
+    with pytest.raises(ValueError, match=message) as info:
+        SweepConfig.from_dict(d)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(dataset="mnist"), r"Problem\.dataset: unknown data set 'mnist'"),
+    (dict(dataset="moons", loss="mse"), r"Problem\.loss: 'mse'"),
+    (dict(hidden=(0,)), r"Problem\.hidden: .*\(0,\)"),
+    (dict(activation="gelu"), r"Problem\.activation: .*'gelu'"),
+    (dict(n_train=10), r"Problem\.n_train"),
+    (dict(init="he_normal", init_std=1.0), r"Problem\.init_std: .*'he_normal'"),
+    (dict(init="normal", init_std=0.0), r"Problem\.init_std: .*got 0\.0"),
+    (dict(init="gaussian"), r"Problem\.init: "), (dict(validation="yes"), r"Problem\.validation: .*'yes'"),
+])
+def test_problem_validates_itself_naming_the_field(change, message):
+    with pytest.raises(ValueError, match=message):
         Problem(**change)
 
 
