@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: hist_edges per run, (runs, bins + 1)
 RESULTS_NPZ = "results.npz"
 RESULTS_JSON = "results.json"
 CHECKPOINT_NPZ = "checkpoint.npz"
@@ -58,8 +58,8 @@ class SweepResult:
             finite (the run is frozen at the params before it), -1 if none.
         weight_norm: (runs,) L2 norm of all weights (``"w"`` leaves, not biases) at the end.
         near_zero_fraction: (runs,) fraction of weights with ``|w| < 1e-3`` at the end.
-        weight_hist: (runs, bins) counts of final weights in bins ``hist_edges`` (bins + 1,),
-            shared by all runs.
+        weight_hist: (runs, bins) counts of final weights in bins ``hist_edges`` (runs, bins + 1):
+            each run's own equal bins over ``[-max|w|, max|w|]`` of its final weights.
         final_params: params pytree with a run axis first, or None (``keep_params=False``).
         wall_seconds: time of the whole sweep (run + compile), summed over resumed sessions.
         compile_seconds: time spent compiling.

@@ -31,7 +31,8 @@ def fake_result(keep_params: bool = True) -> SweepResult:
         test_loss=rng.normal(size=(runs, 3)).astype(np.float32), test_accuracy=test_accuracy,
         diverged=np.zeros(runs, bool), diverged_step=np.full(runs, -1, np.int32),
         weight_norm=np.ones(runs, np.float32), near_zero_fraction=np.zeros(runs, np.float32),
-        weight_hist=np.ones((runs, 5), np.int32), hist_edges=np.linspace(-1, 1, 6, dtype=np.float32),
+        weight_hist=np.ones((runs, 5), np.int32),
+        hist_edges=np.linspace(-1 - np.arange(runs), 1 + np.arange(runs), 6, axis=1, dtype=np.float32),
         final_params=params if keep_params else None, wall_seconds=1.5, compile_seconds=0.5,
         meta={"device": {"platform": "cpu"}},
     )
