@@ -9,6 +9,11 @@ Layout of one sweep's directory ``<store>/<name>-<config hash>/``:
   without it, or whose ``results.npz`` does not match the recorded hash, is not loaded;
 - ``checkpoint.npz``: the state of an unfinished sweep (removed once the results are written).
 
+:data:`FORMAT_VERSION` is in the sidecar and in the config hash (with ``lab.__version__``), so a
+sweep made by another engine lives in another directory and is never reused, and :func:`load`
+refuses results of another format. Bump it whenever the engine changes what a sweep computes or
+stores.
+
 Every file is written atomically: to a temporary name in the same directory, then renamed. A killed
 process leaves at worst a stray ``*.tmp`` file, never a half-written file under a real name.
 """
@@ -193,6 +198,10 @@ def _read_sidecar(directory: str) -> dict:
             f"no complete results in {directory} (missing {RESULTS_NPZ} or {RESULTS_JSON})")
     with open(side) as f:
         meta = json.load(f)
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IncompleteResultsError(f"results in {directory} are in results format {version!r}; "
+                                     f"this lab reads {FORMAT_VERSION}: rerun the sweep")
     if meta.get("complete") is not True or meta.get("npz_sha256") != sha256(npz):
         raise IncompleteResultsError(f"results in {directory} are incomplete or inconsistent")
     return meta

@@ -284,8 +284,13 @@ class SweepConfig:
         return cls(**d)
 
     def hash(self) -> str:
-        """12 hex digits of the SHA-256 of the canonical JSON of :meth:`to_dict`."""
-        text = json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+        """12 hex digits of the SHA-256 of the canonical JSON of :meth:`to_dict`, the results format
+        (:data:`lab.results.FORMAT_VERSION`) and ``lab.__version__``: results (and checkpoints) of
+        another engine live under another name, so they are never reused."""
+        import lab
+
+        identity = {"config": self.to_dict(), "results_format": store.FORMAT_VERSION, "lab": lab.__version__}
+        text = json.dumps(identity, sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

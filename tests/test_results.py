@@ -80,6 +80,17 @@ def test_a_directory_without_sidecar_or_with_a_changed_npz_is_not_complete(tmp_p
         store.load(str(tmp_path))
 
 
+def test_results_of_another_format_are_not_complete(tmp_path):
+    store.save(str(tmp_path), fake_result())
+    with open(tmp_path / "results.json") as f:
+        side = json.load(f)
+    side["format_version"] = store.FORMAT_VERSION - 1  # written by an older engine
+    store.save_json(str(tmp_path / "results.json"), side)
+    assert not store.is_complete(str(tmp_path))
+    with pytest.raises(IncompleteResultsError, match="format"):
+        store.load(str(tmp_path))
+
+
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
     path = str(tmp_path / "x.json")
     store.save_json(path, {"a": 1})

@@ -409,7 +409,7 @@ def test_problem_validates_itself_naming_the_field(change, message):
         Problem(**change)
 
 
-def test_config_round_trips_and_hashes_what_matters():
+def test_config_round_trips_and_hashes_what_matters(monkeypatch):
     config = SweepConfig.make(MOONS, "momentum", {"learning_rate": [0.1, 0.01], "l1": 1e-4},
                               {"nesterov": True}, seeds=3, batch_size=None)
     assert config.runs == 6 and config.grid == (("learning_rate", (0.1, 0.01)), ("l1", (1e-4,)))
@@ -418,6 +418,14 @@ def test_config_round_trips_and_hashes_what_matters():
     assert config.hash() != SweepConfig.make(MOONS, "momentum", {"learning_rate": [0.1, 0.01], "l1": 1e-4},
                                              {"nesterov": False}, seeds=3, batch_size=None).hash()
     np.testing.assert_array_equal(config.run_seeds(), [0, 1, 2, 0, 1, 2])
+    # Results of another engine (results format or lab version) are under another name.
+    import lab
+
+    before = config.hash()
+    monkeypatch.setattr(store, "FORMAT_VERSION", store.FORMAT_VERSION + 1)
+    after_format = config.hash()
+    monkeypatch.setattr(lab, "__version__", lab.__version__ + ".other")
+    assert len({before, after_format, config.hash()}) == 3
     np.testing.assert_array_equal(config.run_hparams()["learning_rate"], np.float32([0.1] * 3 + [0.01] * 3))
 
 
