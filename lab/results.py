@@ -15,7 +15,9 @@ refuses results of another format. Bump it whenever the engine changes what a sw
 stores.
 
 Every file is written atomically: to a temporary name in the same directory, then renamed. A killed
-process leaves at worst a stray ``*.tmp`` file, never a half-written file under a real name.
+process leaves at worst a stray ``*.tmp`` file (removed by the next run, see
+:func:`remove_leftovers`), never a half-written file under a real name; an unreadable sidecar (say,
+truncated by a full disk) only makes the results incomplete.
 """
 
 from __future__ import annotations
@@ -182,6 +184,22 @@ def sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def remove_leftovers(directory: str, checkpoint: bool = False) -> None:
+    """Remove the temporary files of writes that were killed before their rename (and, with
+    ``checkpoint=True``, a checkpoint left beside complete results by a process killed between
+    writing them and removing it). Nothing ever loads these files; this only tidies up."""
+    if not os.path.isdir(directory):
+        return
+    names = (RESULTS_NPZ, RESULTS_JSON, CHECKPOINT_NPZ)
+    for entry in os.listdir(directory):
+        stale = entry.endswith(".tmp") and any(entry.startswith(name + ".") for name in names)
+        if stale or (checkpoint and entry == CHECKPOINT_NPZ):
+            try:
+                os.unlink(os.path.join(directory, entry))
+            except FileNotFoundError:
+                pass
+
+
 def is_complete(directory: str) -> bool:
     """True when ``directory`` holds complete, consistent results."""
     try:
@@ -196,8 +214,14 @@ def _read_sidecar(directory: str) -> dict:
     if not (os.path.exists(npz) and os.path.exists(side)):
         raise IncompleteResultsError(
             f"no complete results in {directory} (missing {RESULTS_NPZ} or {RESULTS_JSON})")
-    with open(side) as f:
-        meta = json.load(f)
+    try:
+        with open(side, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as err:  # ValueError: truncated or invalid JSON (a killed writer)
+        raise IncompleteResultsError(f"results in {directory} are incomplete: unreadable {RESULTS_JSON} "
+                                     f"({type(err).__name__})") from None
+    if not isinstance(meta, dict):
+        raise IncompleteResultsError(f"results in {directory} are incomplete: {RESULTS_JSON} is not a dict")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise IncompleteResultsError(f"results in {directory} are in results format {version!r}; "

@@ -638,17 +638,25 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
         if keep_params and result.final_params is None:
             force = True  # saved without params: rerun to get them
         else:
+            if jax.process_index() == 0:  # a checkpoint or *.tmp files left by a killed run
+                store.remove_leftovers(directory, checkpoint=True)
             return result
     t_session = time.perf_counter()
     chunk_steps = chunk_steps or default_chunk_steps(config.steps)
     if not isinstance(chunk_steps, int) or chunk_steps < 1:
         raise ValueError(f"run_sweep: chunk_steps must be a positive integer, got {chunk_steps!r}")
     checkpoint = None if store_dir is None else os.path.join(directory, store.CHECKPOINT_NPZ)
+    if directory is not None and jax.process_index() == 0:
+        store.remove_leftovers(directory)  # *.tmp files of a killed write
     if force and checkpoint is not None and os.path.exists(checkpoint):
         os.unlink(checkpoint)
     resuming = checkpoint is not None and os.path.exists(checkpoint)
     if resuming:  # a resumed sweep keeps its chunk boundaries
-        chunk_steps = _checkpoint_meta(checkpoint)["chunk_steps"]
+        try:
+            chunk_steps = _checkpoint_meta(checkpoint)["chunk_steps"]
+        except Exception:  # noqa: BLE001 - unreadable (it is written atomically, so damaged later): start over
+            os.unlink(checkpoint)
+            resuming = False
     chunk_steps, segment_steps = chunk_layout(chunk_steps, config.eval_every, config.steps)
     data = load_data(config.problem)
 

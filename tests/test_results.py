@@ -80,6 +80,29 @@ def test_a_directory_without_sidecar_or_with_a_changed_npz_is_not_complete(tmp_p
         store.load(str(tmp_path))
 
 
+@pytest.mark.parametrize("text", ["", '{"format_version": 2, "compl', "[]", "\udcff"])
+def test_a_truncated_or_invalid_sidecar_is_not_complete(tmp_path, text):
+    # What a write killed mid-way (without the atomic rename), a full disk or an editor may leave.
+    store.save(str(tmp_path), fake_result())
+    with open(tmp_path / "results.json", "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(text)
+    assert not store.is_complete(str(tmp_path))
+    with pytest.raises(IncompleteResultsError, match="incomplete"):
+        store.load(str(tmp_path))
+
+
+def test_leftovers_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+    store.save(str(tmp_path), fake_result())
+    for name in ("results.npz.x1.tmp", "results.json.x2.tmp", "checkpoint.npz.x3.tmp", "checkpoint.npz",
+                 "notes.tmp"):
+        (tmp_path / name).write_bytes(b"partial")
+    store.remove_leftovers(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz", "notes.tmp", "results.json", "results.npz"]
+    store.remove_leftovers(str(tmp_path), checkpoint=True)
+    assert sorted(os.listdir(tmp_path)) == ["notes.tmp", "results.json", "results.npz"]
+    assert store.is_complete(str(tmp_path))
+
+
 def test_results_of_another_format_are_not_complete(tmp_path):
     store.save(str(tmp_path), fake_result())
     with open(tmp_path / "results.json") as f:

@@ -241,6 +241,16 @@ def test_store_reuses_finished_sweeps_and_force_reruns_bitwise(tmp_path, capsys,
     assert_same(first, forced)  # bitwise deterministic
     assert capsys.readouterr().err == ""  # quiet
 
+    # What a killed process leaves: a truncated sidecar and the temporary file of a write. The
+    # results are incomplete, so they are recomputed, and the leftovers go.
+    with open(os.path.join(directory, "results.json"), "r+") as f:
+        f.truncate(40)
+    open(os.path.join(directory, "results.npz.abc123.tmp"), "wb").close()
+    assert not store.is_complete(directory)
+    recomputed = run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
+    assert_same(first, recomputed)
+    assert sorted(os.listdir(directory)) == ["results.json", "results.npz"]
+
 
 def test_ctrl_c_saves_the_last_chunk_and_a_rerun_resumes_to_the_same_result(tmp_path, monkeypatch):
     config = small()
@@ -260,9 +270,18 @@ def test_ctrl_c_saves_the_last_chunk_and_a_rerun_resumes_to_the_same_result(tmp_
     directory = sweep_module.result_dir(config, str(tmp_path))
     assert not store.is_complete(directory) and os.listdir(directory) == ["checkpoint.npz"]
     monkeypatch.setattr(sweep_module, "_save_checkpoint", original)
+    with open(os.path.join(directory, "checkpoint.npz"), "rb") as f:
+        saved = f.read()
     resumed = run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
     assert_same(uninterrupted, resumed)
     assert_same(uninterrupted, store.load(directory))
+    # A checkpoint left beside complete results (killed between writing them and removing it) is
+    # not resumed from: the results are reused, and the stale checkpoint is removed.
+    with open(os.path.join(directory, "checkpoint.npz"), "wb") as f:
+        f.write(saved)
+    monkeypatch.setattr(sweep_module, "_compile", None)  # nothing may be compiled or run
+    assert_same(uninterrupted, run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5))
+    assert sorted(os.listdir(directory)) == ["results.json", "results.npz"]
 
 
 CHILD = textwrap.dedent("""
