@@ -630,7 +630,9 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
 
     Raises:
         SweepInterrupted: after Ctrl-C, once the last finished chunk is saved (a subclass of
-            ``KeyboardInterrupt``; its message is one line saying how to resume).
+            ``KeyboardInterrupt``; its message is one line saying how to resume). Ctrl-C while
+            compiling or initializing (or a second Ctrl-C during a chunk) raises it too, saying
+            what is saved: nothing before the first checkpoint, else the checkpoint on disk.
     """
     directory = None if store_dir is None else result_dir(config, store_dir)
     if directory is not None and not force and store.is_complete(directory):
@@ -645,18 +647,40 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
     chunk_steps = chunk_steps or default_chunk_steps(config.steps)
     if not isinstance(chunk_steps, int) or chunk_steps < 1:
         raise ValueError(f"run_sweep: chunk_steps must be a positive integer, got {chunk_steps!r}")
-    checkpoint = None if store_dir is None else os.path.join(directory, store.CHECKPOINT_NPZ)
-    if directory is not None and jax.process_index() == 0:
-        store.remove_leftovers(directory)  # *.tmp files of a killed write
-    if force and checkpoint is not None and os.path.exists(checkpoint):
-        os.unlink(checkpoint)
-    resuming = checkpoint is not None and os.path.exists(checkpoint)
-    if resuming:  # a resumed sweep keeps its chunk boundaries
-        try:
-            chunk_steps = _checkpoint_meta(checkpoint)["chunk_steps"]
-        except Exception:  # noqa: BLE001 - unreadable (it is written atomically, so damaged later): start over
+    saved = {"step": None, "looping": False}  # the step of the checkpoint on disk, if any
+    try:
+        checkpoint = None if store_dir is None else os.path.join(directory, store.CHECKPOINT_NPZ)
+        if directory is not None and jax.process_index() == 0:
+            store.remove_leftovers(directory)  # *.tmp files of a killed write
+        if force and checkpoint is not None and os.path.exists(checkpoint):
             os.unlink(checkpoint)
-            resuming = False
+        resuming = checkpoint is not None and os.path.exists(checkpoint)
+        if resuming:  # a resumed sweep keeps its chunk boundaries
+            try:
+                meta = _checkpoint_meta(checkpoint)
+                chunk_steps, saved["step"] = meta["chunk_steps"], meta["done"]
+            # Unreadable (it is written atomically, so damaged since): start over.
+            except Exception:  # noqa: BLE001
+                os.unlink(checkpoint)
+                resuming = False
+        return _compute(config, directory, checkpoint, resuming, chunk_steps, quiet, keep_params, t_session,
+                        saved)
+    except SweepInterrupted:
+        raise
+    except KeyboardInterrupt:  # before the chunk loop (compiling, initializing), or a second Ctrl-C
+        if saved["step"] is not None:
+            where = f"its checkpoint at step {saved['step']}/{config.steps} in {directory} is kept; " \
+                    f"run it again to resume"
+        elif directory is None:
+            where = "nothing saved (store_dir=None), nothing to resume"
+        else:
+            where = "nothing saved yet, nothing to resume; run it again to start over"
+        when = "during a chunk" if saved["looping"] else "while compiling or initializing"
+        raise SweepInterrupted(f"sweep {config.name!r} interrupted {when}; {where}") from None
+
+
+def _compute(config, directory, checkpoint, resuming, chunk_steps, quiet, keep_params, t_session, saved):
+    """The part of :func:`run_sweep` that computes; ``saved["step"]`` follows the checkpoint on disk."""
     chunk_steps, segment_steps = chunk_layout(chunk_steps, config.eval_every, config.steps)
     data = load_data(config.problem)
 
@@ -692,6 +716,7 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
 
     bar = tqdm(total=config.steps, initial=done, disable=quiet, unit="step", dynamic_ncols=True,
                desc=f"{config.name}: {config.optimizer}, {runs} runs", file=sys.stderr)
+    saved["looping"] = True
     with bar, _CtrlC(enabled=checkpoint is not None) as ctrl_c:
         while done < config.steps:
             start = done
@@ -710,6 +735,7 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
                 wall = previous_wall + time.perf_counter() - t_session
                 _save_checkpoint(checkpoint, config, state, records, done, runs, wall,
                                  previous_compile + compile_seconds, chunk_steps)
+                saved["step"] = done
             bar.update(done - start)
             if ctrl_c.requested and done < config.steps:
                 raise SweepInterrupted(

@@ -272,6 +272,13 @@ def test_ctrl_c_saves_the_last_chunk_and_a_rerun_resumes_to_the_same_result(tmp_
     monkeypatch.setattr(sweep_module, "_save_checkpoint", original)
     with open(os.path.join(directory, "checkpoint.npz"), "rb") as f:
         saved = f.read()
+    with monkeypatch.context() as m:  # Ctrl-C while the resumed sweep compiles: the checkpoint stays
+        m.setattr(sweep_module, "_compile", ctrl_c_then(sweep_module._compile))
+        with pytest.raises(SweepInterrupted) as info:
+            run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
+    message = str(info.value)
+    assert "\n" not in message and "compiling" in message and "step 15/40" in message and "resume" in message
+    assert os.listdir(directory) == ["checkpoint.npz"]
     resumed = run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
     assert_same(uninterrupted, resumed)
     assert_same(uninterrupted, store.load(directory))
@@ -282,6 +289,29 @@ def test_ctrl_c_saves_the_last_chunk_and_a_rerun_resumes_to_the_same_result(tmp_
     monkeypatch.setattr(sweep_module, "_compile", None)  # nothing may be compiled or run
     assert_same(uninterrupted, run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5))
     assert sorted(os.listdir(directory)) == ["results.json", "results.npz"]
+
+
+def ctrl_c_then(fn):
+    """``fn``, after a real Ctrl-C (SIGINT) to this process: Python raises KeyboardInterrupt at once."""
+    def wrapped(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        return fn(*args)
+    return wrapped
+
+
+def test_ctrl_c_while_compiling_raises_sweep_interrupted_and_saves_nothing(tmp_path, monkeypatch):
+    config = small()
+    with monkeypatch.context() as m:
+        m.setattr(sweep_module, "_compile", ctrl_c_then(sweep_module._compile))
+        with pytest.raises(SweepInterrupted) as info:
+            run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
+    message = str(info.value)
+    assert "\n" not in message and "'small'" in message and "compiling" in message
+    assert "nothing saved" in message and "nothing to resume" in message
+    directory = sweep_module.result_dir(config, str(tmp_path))
+    assert not os.path.exists(directory) or os.listdir(directory) == []
+    again = run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)  # starts over
+    assert_same(run_sweep(config, store_dir=None, quiet=True, chunk_steps=5), again)
 
 
 CHILD = textwrap.dedent("""
