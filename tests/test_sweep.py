@@ -379,7 +379,7 @@ def test_eight_devices_give_the_single_device_results(tmp_path):
 def test_a_sweep_under_x64_equals_the_same_sweep_without_it():
     # jax.enable_x64 makes untyped constants float64; the program must stay float32 (a NaN fill of
     # the wrong dtype used to break the evaluation's lax.cond) and give the float32 results.
-    config = small(seeds=1, steps=20)
+    config = small()  # the other tests' program, so that only the x64 one is compiled here
     plain = run_sweep(config, store_dir=None, quiet=True, chunk_steps=5)
     with jax.enable_x64(True):
         wide = run_sweep(config, store_dir=None, quiet=True, chunk_steps=5)
