@@ -6,6 +6,10 @@ elementwise functions of the pre-activation ``z``. The derivatives are written b
 
 Non-smooth points follow ``jax.grad``'s choices, so the hand-written backprop and autodiff agree
 exactly: ReLU'(0) = 0, LeakyReLU'(0) = 1, ELU'(0) = alpha.
+
+Softmax (for outputs) is not elementwise: its hand-written derivative is the Jacobian
+:func:`softmax_jacobian` (``diag(s) - s s^T``) and the product :func:`softmax_vjp`
+(``s * (v - sum(v s))``) that backprop uses instead of building it.
 """
 
 from __future__ import annotations
@@ -99,6 +103,45 @@ def identity_grad(z: Array) -> Array:
 def softmax(logits: Array, axis: int = -1) -> Array:
     """exp(z_i) / sum_j exp(z_j) along ``axis``, shifted by the max for stability."""
     return jax.nn.softmax(logits, axis=axis)
+
+
+def softmax_jacobian(logits: Array) -> Array:
+    """d softmax(z)_i / d z_j = s_i ([i == j] - s_j), i.e. ``diag(s) - s s^T``, with s = softmax(z).
+
+    Args:
+        logits: (..., k), softmax taken along the last axis.
+
+    Returns:
+        (..., k, k): entry ``[..., i, j]`` is the derivative of output i with respect to input j
+        (symmetric). Softmax is not elementwise, so unlike the other activations its derivative is
+        a matrix per row; it is singular (``J @ 1 = 0``, softmax ignores a common shift of z).
+    """
+    s = softmax(logits, axis=-1)
+    k = s.shape[-1]
+    eye = jnp.eye(k, dtype=s.dtype).reshape((1,) * (s.ndim - 1) + (k, k))  # same rank as the result
+    return s[..., :, None] * (eye - s[..., None, :])
+
+
+def softmax_vjp(logits: Array, v: Array, axis: int = -1) -> Array:
+    """The vector-Jacobian product ``v @ J`` of softmax at ``logits``: ``s * (v - sum(v * s))``.
+
+    Per row, ``(v^T J)_j = sum_i v_i s_i ([i == j] - s_j) = s_j (v_j - sum_i v_i s_i)``: the chain
+    rule through softmax without building the (k, k) Jacobian. With ``v = -onehot(y) / s`` (the
+    derivative of -log s_y) it gives ``s - onehot(y)``, the cross-entropy output delta of
+    :mod:`lab.backprop`.
+
+    Args:
+        logits: (..., k, ...) pre-activations, softmax taken along ``axis``.
+        v: the upstream gradient dJ/d softmax(logits), same shape as ``logits``.
+        axis: the softmax axis.
+
+    Returns:
+        dJ/d logits, same shape as ``logits``.
+    """
+    if v.shape != logits.shape:
+        raise ValueError(f"softmax_vjp: v shape {v.shape} does not match logits shape {logits.shape}")
+    s = softmax(logits, axis=axis)
+    return s * (v - jnp.sum(v * s, axis=axis, keepdims=True))
 
 
 def log_softmax(logits: Array, axis: int = -1) -> Array:

@@ -15,7 +15,11 @@ Backward pass (the delta rule). Let ``delta_l = dJ/dz_l`` (B, d_{l+1}). It start
     mse:                 delta_{L-1} = 2 (out - y) / (B K)              (K = d_L outputs)
     mse_classification:  delta_{L-1} = 2 (out - onehot(y)) / (B K)
 
-(the ``1/B`` and ``1/(B K)`` are the means in :mod:`lab.losses`), and moves down one layer at a time:
+(the ``1/B`` and ``1/(B K)`` are the means in :mod:`lab.losses`). The cross-entropy delta is the
+chain rule through softmax written out: with ``p = softmax(out)``, the loss is ``-log p_y`` with
+``d/dp = -onehot(y) / p``, and :func:`lab.activations.softmax_vjp` of that, ``p * (v - sum(v p))``,
+is ``p - onehot(y)``; the simplified form is used because it stays finite where ``p_y`` underflows
+to 0. The delta then moves down one layer at a time:
 
     dJ/dW_l = h_l^T @ delta_l + l1 sign(W_l) + l2 W_l          (d_l, d_{l+1})
     dJ/db_l = sum over the batch of delta_l                    (d_{l+1},)

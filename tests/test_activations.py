@@ -115,3 +115,56 @@ def test_log_softmax_is_finite_and_exact_at_huge_logits():
     np.testing.assert_array_equal(activations.log_softmax(logits), [[0.0, -1e4, -2e4]])
     grad = jax.grad(lambda z: activations.log_softmax(z)[0, 1])(logits)
     np.testing.assert_array_equal(grad, [[-1.0, 1.0, 0.0]])  # d/dz of z_1 - logsumexp(z), softmax = e_0
+
+
+# Softmax's hand-written derivative: the Jacobian diag(s) - s s^T and the product s * (v - sum(v s)).
+# The hand example: z = (0, ln 2, ln 3), so s = (1, 2, 3) / 6 and J = diag(s) - s s^T written out.
+Z_HAND = np.log([1.0, 2.0, 3.0])
+J_HAND = np.array([[5.0, -2.0, -3.0], [-2.0, 8.0, -6.0], [-3.0, -6.0, 9.0]]) / 36
+
+
+def test_softmax_jacobian_closed_form_on_a_hand_example(x64):
+    jac = activations.softmax_jacobian(jnp.asarray(Z_HAND))
+    np.testing.assert_allclose(jac, J_HAND, rtol=1e-14, atol=1e-16)
+    # v = e_0 picks out row 0; v = -onehot(2) / s (the derivative of -log s_2) gives s - onehot(2).
+    np.testing.assert_allclose(activations.softmax_vjp(jnp.asarray(Z_HAND), jnp.array([1.0, 0.0, 0.0])),
+                               J_HAND[0], rtol=1e-14, atol=1e-16)
+    v = jnp.array([0.0, 0.0, -2.0])  # -1 / s_2 = -6 / 3
+    np.testing.assert_allclose(activations.softmax_vjp(jnp.asarray(Z_HAND), v), [1 / 6, 2 / 6, -1 / 2],
+                               rtol=1e-14)
+
+
+def test_softmax_jacobian_matches_jax_jacobian(x64):
+    z = jnp.asarray(np.random.default_rng(0).normal(0.0, 3.0, (2, 3, 5)))  # batched: (..., k)
+    jac = activations.softmax_jacobian(z)
+    assert jac.shape == (2, 3, 5, 5)
+    for i, j in np.ndindex(2, 3):
+        np.testing.assert_allclose(jac[i, j], jax.jacobian(activations.softmax)(z[i, j]), rtol=1e-13,
+                                   atol=1e-16)
+    np.testing.assert_allclose(jac @ jnp.ones(5)[None, None, :, None], 0.0, atol=1e-15)  # shift invariance
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_softmax_vjp_matches_jax_vjp(x64, axis):
+    rng = np.random.default_rng(1)
+    z, v = (jnp.asarray(rng.normal(0.0, 3.0, (4, 3, 6))) for _ in range(2))
+    _, vjp = jax.vjp(lambda z: activations.softmax(z, axis=axis), z)
+    np.testing.assert_allclose(activations.softmax_vjp(z, v, axis=axis), vjp(v)[0], rtol=1e-12,
+                               atol=1e-15)
+    if axis == -1:  # the product is the Jacobian applied on the left, row by row
+        jac = activations.softmax_jacobian(z)
+        np.testing.assert_allclose(activations.softmax_vjp(z, v), (v[..., None, :] @ jac)[..., 0, :],
+                                   rtol=1e-12, atol=1e-15)
+
+
+def test_softmax_derivatives_are_finite_at_huge_logits_and_keep_float32():
+    z = jnp.array([1e4, 0.0, -1e4], jnp.float32)  # s = e_0 exactly: the Jacobian is 0
+    jac = activations.softmax_jacobian(z)
+    assert jac.dtype == jnp.float32
+    np.testing.assert_array_equal(jac, np.zeros((3, 3)))
+    np.testing.assert_array_equal(activations.softmax_vjp(z, jnp.array([1.0, 2.0, 3.0], jnp.float32)), 0.0)
+
+
+def test_softmax_vjp_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="does not match logits shape"):
+        activations.softmax_vjp(jnp.zeros((2, 3)), jnp.zeros((3,)))
