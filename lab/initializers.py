@@ -67,17 +67,26 @@ def zeros(fan_out: int, dtype=jnp.float32) -> Array:
 
 
 def target_variance(name: str, fan_in: int, fan_out: int, **kwargs: float) -> float:
-    """The per-entry variance that initializer ``name`` targets (see the module table)."""
+    """The per-entry variance that initializer ``name`` targets (see the module table).
+
+    ``kwargs`` are the initializer's own parameters (``std`` for normal, ``scale`` for uniform),
+    with its defaults when left out.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones, or a parameter it does not take.
+    """
     name = _ALIASES.get(name, name)
+    fn = _lookup(name)
+    _check_params(name, fn, kwargs)
+    params = {p.name: p.default for p in inspect.signature(fn).parameters.values()} | kwargs
     table = {
-        "normal": lambda: kwargs.get("std", 0.01) ** 2,
-        "uniform": lambda: kwargs.get("scale", 0.05) ** 2 / 3,
+        "normal": lambda: params["std"] ** 2,
+        "uniform": lambda: params["scale"] ** 2 / 3,
         "xavier_normal": lambda: 2.0 / (fan_in + fan_out),
         "xavier_uniform": lambda: 2.0 / (fan_in + fan_out),
         "he_normal": lambda: 2.0 / fan_in,
         "he_uniform": lambda: 2.0 / fan_in,
     }
-    _check_name(name)
     return table[name]()
 
 
@@ -101,10 +110,21 @@ _ALIASES = {
 }
 
 
-def _check_name(name: str) -> None:
-    if name not in INITIALIZERS:
-        valid = ", ".join([*INITIALIZERS, *_ALIASES])
+def _lookup(name: str) -> Initializer:
+    """The initializer called ``name`` (aliases already resolved); ValueError listing valid names."""
+    table = INITIALIZERS
+    if name not in table:
+        valid = ", ".join([*table, *_ALIASES])
         raise ValueError(f"unknown initializer {name!r}; valid names: {valid}")
+    return table[name]
+
+
+def _check_params(name: str, fn: Initializer, kwargs: dict[str, float]) -> None:
+    """ValueError naming every entry of ``kwargs`` that initializer ``fn`` does not take."""
+    takes = [p for p in inspect.signature(fn).parameters if p not in ("key", "fan_in", "fan_out", "dtype")]
+    if unknown := sorted(set(kwargs) - set(takes)):
+        takes_text = ", ".join(takes) or "no parameters"
+        raise ValueError(f"initializer {name!r} takes {takes_text}, not {', '.join(unknown)}")
 
 
 def get_initializer(name: str | Initializer, **kwargs: float) -> Initializer:
@@ -118,14 +138,10 @@ def get_initializer(name: str | Initializer, **kwargs: float) -> Initializer:
     if callable(name):
         return name
     name = _ALIASES.get(name, name)
-    _check_name(name)
-    fn = INITIALIZERS[name]
+    fn = _lookup(name)
     if not kwargs:
         return fn
-    takes = [p for p in inspect.signature(fn).parameters if p not in ("key", "fan_in", "fan_out", "dtype")]
-    if unknown := sorted(set(kwargs) - set(takes)):
-        takes_text = ", ".join(takes) or "no parameters"
-        raise ValueError(f"initializer {name!r} takes {takes_text}, not {', '.join(unknown)}")
+    _check_params(name, fn, kwargs)
     return lambda key, fan_in, fan_out, dtype=jnp.float32: fn(
         key, fan_in, fan_out, dtype=dtype, **kwargs
     )

@@ -92,14 +92,26 @@ def test_aliases(alias, name):
     assert target_variance(alias, 3, 5) == target_variance(name, 3, 5)
 
 
+@pytest.mark.parametrize("lookup", [get_initializer, lambda name, **kw: target_variance(name, 3, 4, **kw)],
+                         ids=["get_initializer", "target_variance"])
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [("he", {"std": 0.1}, "'he_normal' takes no parameters, not std"),
-     ("normal", {"scale": 0.1}, "'normal' takes std, not scale")],
+     ("normal", {"scale": 0.1}, "'normal' takes std, not scale"),
+     ("normal", {"stdev": 0.1}, "'normal' takes std, not stdev"),  # a typo is not silently ignored
+     ("uniform", {"std": 0.1, "scale": 0.2}, "'uniform' takes scale, not std")],
 )
-def test_parameters_an_initializer_does_not_take_raise(name, kwargs, match):
+def test_parameters_an_initializer_does_not_take_raise(lookup, name, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        get_initializer(name, **kwargs)
+        lookup(name, **kwargs)
+
+
+def test_target_variance_uses_the_parameters_it_is_given():
+    # Hand values: std^2 and scale^2 / 3, and the initializers' own defaults when left out.
+    assert math.isclose(target_variance("normal", 3, 4, std=0.2), 0.04, rel_tol=1e-12)
+    assert math.isclose(target_variance("normal", 3, 4), 1e-4, rel_tol=1e-12)
+    assert math.isclose(target_variance("uniform", 3, 4, scale=0.6), 0.12, rel_tol=1e-12)
+    assert math.isclose(target_variance("uniform", 3, 4), 0.0025 / 3, rel_tol=1e-12)
 
 
 def test_callables_pass_through():
