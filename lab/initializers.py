@@ -11,11 +11,19 @@ name                      distribution                       Var[w]
 ``xavier_uniform``        U(-a, a), a = sqrt(6/(in+out))     2 / (fan_in + fan_out)
 ``he_normal``             N(0, 2 / fan_in)                   2 / fan_in
 ``he_uniform``            U(-a, a), a = sqrt(6/fan_in)       2 / fan_in
+``zeros``                 all zeros                          0
 ========================  =================================  ==========================
 
 Xavier/Glorot (Glorot & Bengio, 2010) keeps activation and gradient variance roughly constant
 through tanh-like layers; He/Kaiming (He et al., 2015) doubles it to make up for ReLU zeroing half
 of its inputs. Biases start at zero (:func:`zeros`).
+
+``zeros`` (:func:`zeros_init`) is the zero initializer in the family's form: it takes ``(key, fan_in,
+fan_out)`` like the others (the key is unused) and returns a ``(fan_in, fan_out)`` zero matrix, e.g.
+for the all-zero-weights demonstration (every hidden unit stays the same, the symmetry is never
+broken). Biases, shaped ``(fan_out,)``, use the shortcut :func:`zeros`. It is looked up by name
+(:func:`get_initializer`, :func:`target_variance`) but is not in :data:`INITIALIZERS`, the random
+initializers that the variance tests and figures loop over.
 """
 
 from __future__ import annotations
@@ -62,8 +70,14 @@ def he_uniform(key: Array, fan_in: int, fan_out: int, dtype=jnp.float32) -> Arra
 
 
 def zeros(fan_out: int, dtype=jnp.float32) -> Array:
-    """Zero biases of shape ``(fan_out,)``."""
+    """Zero biases of shape ``(fan_out,)`` (the bias shortcut; :func:`zeros_init` is the initializer)."""
     return jnp.zeros((fan_out,), dtype)
+
+
+def zeros_init(key: Array, fan_in: int, fan_out: int, dtype=jnp.float32) -> Array:
+    """All-zero ``(fan_in, fan_out)`` matrix, the ``"zeros"`` initializer; variance 0, ``key`` unused."""
+    del key
+    return jnp.zeros((fan_in, fan_out), dtype)
 
 
 def target_variance(name: str, fan_in: int, fan_out: int, **kwargs: float) -> float:
@@ -86,6 +100,7 @@ def target_variance(name: str, fan_in: int, fan_out: int, **kwargs: float) -> fl
         "xavier_uniform": lambda: 2.0 / (fan_in + fan_out),
         "he_normal": lambda: 2.0 / fan_in,
         "he_uniform": lambda: 2.0 / fan_in,
+        "zeros": lambda: 0.0,
     }
     return table[name]()
 
@@ -110,9 +125,13 @@ _ALIASES = {
 }
 
 
+# Looked up by name like the others, but not a random initializer: not in INITIALIZERS.
+_BY_NAME_ONLY: dict[str, Initializer] = {"zeros": zeros_init}
+
+
 def _lookup(name: str) -> Initializer:
     """The initializer called ``name`` (aliases already resolved); ValueError listing valid names."""
-    table = INITIALIZERS
+    table = INITIALIZERS | _BY_NAME_ONLY
     if name not in table:
         valid = ", ".join([*table, *_ALIASES])
         raise ValueError(f"unknown initializer {name!r}; valid names: {valid}")

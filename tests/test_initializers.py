@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lab.initializers import INITIALIZERS, get_initializer, target_variance, zeros
+from lab.initializers import INITIALIZERS, get_initializer, target_variance, zeros, zeros_init
+from lab.models import init_mlp
 
 FAN_IN, FAN_OUT = 128, 512  # not square, so using fan_out for fan_in would show
 Z = 6.0
@@ -133,3 +134,32 @@ def test_zeros_for_biases():
     b = zeros(5)
     assert b.shape == (5,) and b.dtype == jnp.float32
     np.testing.assert_array_equal(b, np.zeros(5))
+
+
+def test_zeros_initializer_takes_key_fan_in_fan_out(x64):
+    init = get_initializer("zeros")
+    assert init is zeros_init
+    w = init(jax.random.key(0), 3, 5)
+    assert w.shape == (3, 5) and w.dtype == jnp.float32
+    np.testing.assert_array_equal(w, np.zeros((3, 5)))
+    np.testing.assert_array_equal(init(jax.random.key(1), 3, 5), w)  # the key is not used
+    assert init(jax.random.key(0), 3, 5, dtype=jnp.float64).dtype == jnp.float64
+    assert target_variance("zeros", 3, 5) == 0.0
+    with pytest.raises(ValueError, match="'zeros' takes no parameters, not std"):
+        get_initializer("zeros", std=0.1)
+    with pytest.raises(ValueError, match="'zeros' takes no parameters, not std"):
+        target_variance("zeros", 3, 5, std=0.1)
+
+
+def test_zeros_is_looked_up_by_name_but_not_among_the_random_initializers():
+    # INITIALIZERS is what the variance tests and figures loop over; a variance of 0 has no place there.
+    assert "zeros" not in INITIALIZERS
+    with pytest.raises(ValueError, match="valid names: .*zeros"):
+        get_initializer("lecun")
+
+
+def test_zeros_by_name_in_an_mlp_gives_zero_weights():
+    params = init_mlp(jax.random.key(0), (3, 4, 2), init="zeros")
+    for layer, (fan_in, fan_out) in zip(params, [(3, 4), (4, 2)], strict=True):
+        np.testing.assert_array_equal(layer["w"], np.zeros((fan_in, fan_out)))
+        np.testing.assert_array_equal(layer["b"], np.zeros(fan_out))
