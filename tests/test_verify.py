@@ -348,3 +348,36 @@ def test_trajectories_report_where_a_bug_parts():
     report = verify.compare_trajectories(scaled, "adam", {"learning_rate": 1e-2}, objective="rosenbrock")
     assert not report.passed and report.parted_at is not None
     assert np.all(report.step_errors[: report.parted_at] <= report.tolerance)
+
+
+def test_reordered_adam_passes_trajectories_on_the_mlp_in_every_accepted_dtype():
+    # The paper's ordering of Adam is correct; on the MLP its bfloat16 path drifted 27% from optax's
+    # (rounding compounds along a trajectory), a false alarm: bfloat16 is now refused, and the
+    # dtypes compare_trajectories accepts must pass.
+    def paper(learning_rate):
+        return _adam(learning_rate, form="paper")
+
+    for dtype in ("float32", "float64"):
+        report = verify.compare_trajectories(paper, "adam", {"learning_rate": 1e-2}, objective="mlp",
+                                             dtype=dtype)
+        assert report.passed, (dtype, report.max_rel_error, report.parted_at)
+        assert 0 < report.max_rel_error < 0.1 * report.tolerance  # rounded differently, far inside
+    with pytest.raises(ValueError, match="float32 or float64, got bfloat16"):
+        verify.compare_trajectories(paper, "adam", {"learning_rate": 1e-2}, objective="mlp",
+                                    dtype="bfloat16")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_trajectories_catch_a_constant_factor_and_a_misplaced_eps(dtype):
+    def scaled(learning_rate):  # BUG: a step 1% too large
+        return _adam(learning_rate, factor=1.01)
+
+    def eps_in_sqrt(learning_rate, eps):  # BUG: eps inside the square root
+        return optim.adam(learning_rate, eps=0.0, eps_root=eps)
+
+    for candidate, kwargs in [(scaled, {"learning_rate": 1e-2}),
+                              (eps_in_sqrt, {"learning_rate": 1e-2, "eps": 0.1})]:
+        report = verify.compare_trajectories(candidate, "adam", kwargs, objective="rosenbrock", dtype=dtype)
+        assert not report.passed and report.parted_at is not None, (candidate, dtype)
+        assert report.parted_at < 500
+        assert np.all(report.step_errors[: report.parted_at] <= report.tolerance)
