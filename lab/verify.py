@@ -110,16 +110,28 @@ class Failure:
     seed: int
     leaf: str  # key path, e.g. "['w']"
     shape: tuple[int, ...]
-    dtype: str
+    dtype: str  # the case's dtype: the params' and gradients' dtype, which updates must keep
     index: tuple[int, ...]  # the element with the largest error in that leaf
     candidate: float
     reference: float
-    error: float  # the leaf's relative error at that step
+    error: float  # the leaf's relative error at that step (inf where the update dtypes differ)
     tolerance: float
+    candidate_dtype: str = ""  # the dtype of the candidate's update of this leaf ("" = ``dtype``)
+    reference_dtype: str = ""  # the dtype of the reference's update of this leaf ("" = ``dtype``)
+
+    @property
+    def dtype_mismatch(self) -> bool:
+        """True when the two updates of this leaf have different dtypes (then ``error`` is inf)."""
+        return (self.candidate_dtype or self.dtype) != (self.reference_dtype or self.dtype)
 
     def __str__(self) -> str:
-        return (f"{self.case}: step {self.step} (seed {self.seed}), leaf {self.leaf} shape {self.shape} "
-                f"{self.dtype} at {self.index}: candidate {self.candidate:.8g}, reference "
+        where = f"{self.case}: step {self.step} (seed {self.seed}), leaf {self.leaf} shape {self.shape}"
+        if self.dtype_mismatch:
+            return (f"{where}: candidate update dtype {self.candidate_dtype} != reference "
+                    f"{self.reference_dtype} (params and gradients are {self.dtype}; updates must keep "
+                    f"the reference's dtype); values at {self.index}: candidate {self.candidate:.8g}, "
+                    f"reference {self.reference:.8g}")
+        return (f"{where} {self.dtype} at {self.index}: candidate {self.candidate:.8g}, reference "
                 f"{self.reference:.8g} (relative error {self.error:.3g} > tolerance {self.tolerance:.3g})")
 
 
@@ -247,12 +259,13 @@ def _leaf_errors(c: np.ndarray, r: np.ndarray) -> dict[str, np.ndarray]:
     ``c`` and ``r`` are (seeds, steps, *shape) updates; returns arrays of shape (seeds, steps).
     """
     n_seeds, steps = r.shape[:2]
+    dtypes = {"cand_dtype": np.dtype(c.dtype).name, "ref_dtype": np.dtype(r.dtype).name}
     dtype_ok = c.dtype == r.dtype  # updates must keep the reference's dtype
     c = c.astype(np.float64).reshape(n_seeds, steps, -1)
     r = r.astype(np.float64).reshape(n_seeds, steps, -1)
     if r.shape[-1] == 0:
         zeros = np.zeros((n_seeds, steps))
-        return {"rel": zeros, "abs": zeros, "idx": zeros.astype(int), "cand": zeros, "ref": zeros}
+        return {"rel": zeros, "abs": zeros, "idx": zeros.astype(int), "cand": zeros, "ref": zeros, **dtypes}
     finite_r, finite_c = np.isfinite(r), np.isfinite(c)
     # Non-finite values must match exactly: NaN for NaN, the same infinity.
     same_nonfinite = np.where(finite_r, finite_c, (c == r) | (np.isnan(c) & np.isnan(r)))
@@ -272,7 +285,7 @@ def _leaf_errors(c: np.ndarray, r: np.ndarray) -> dict[str, np.ndarray]:
     if not dtype_ok:
         rel = np.full_like(rel, np.inf)
     pick = lambda x: np.take_along_axis(x, idx[..., None], -1)[..., 0]  # noqa: E731
-    return {"rel": rel, "abs": abs_err, "idx": idx, "cand": pick(c), "ref": pick(r)}
+    return {"rel": rel, "abs": abs_err, "idx": idx, "cand": pick(c), "ref": pick(r), **dtypes}
 
 
 def _run_case(cand: Transformation, ref: Transformation, shapes: Any, scales: Any, dtype, steps: int,
@@ -333,7 +346,8 @@ def _evaluate(per_leaf: list[dict[str, np.ndarray]], info, setting: str, dtype_n
               seeds: Sequence[int], rtol: float, steps: int) -> CaseResult:
     if not per_leaf:
         return CaseResult(setting, dtype_name, steps, rtol, np.zeros(steps), 0.0, None)
-    outs = {k: np.stack([leaf[k] for leaf in per_leaf], axis=-1) for k in per_leaf[0]}
+    outs = {k: np.stack([leaf[k] for leaf in per_leaf], axis=-1) for k in per_leaf[0]
+            if not k.endswith("_dtype")}
     rel = np.where(np.isnan(outs["rel"]), np.inf, outs["rel"])  # (seeds, steps, leaves)
     step_errors = rel.max(axis=(0, 2))
     failure = None
@@ -346,7 +360,8 @@ def _evaluate(per_leaf: list[dict[str, np.ndarray]], info, setting: str, dtype_n
         index = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
         failure = Failure(f"{setting}, {dtype_name}", t, int(seeds[s_i]), path, shape, dtype_name, index,
                           float(outs["cand"][s_i, t, leaf_i]), float(outs["ref"][s_i, t, leaf_i]),
-                          float(rel[s_i, t, leaf_i]), rtol)
+                          float(rel[s_i, t, leaf_i]), rtol, per_leaf[leaf_i]["cand_dtype"],
+                          per_leaf[leaf_i]["ref_dtype"])
     return CaseResult(setting, dtype_name, steps, rtol, step_errors, float(np.max(outs["abs"])), failure)
 
 

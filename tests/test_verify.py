@@ -381,3 +381,22 @@ def test_trajectories_catch_a_constant_factor_and_a_misplaced_eps(dtype):
         assert not report.passed and report.parted_at is not None, (candidate, dtype)
         assert report.parted_at < 500
         assert np.all(report.step_errors[: report.parted_at] <= report.tolerance)
+
+
+def _to_float32(learning_rate):
+    """SGD whose updates come back in float32 whatever the params' dtype (a dtype bug)."""
+    return optax.chain(optim.sgd(learning_rate), _stateless(lambda u, p: u.astype(jnp.float32)))
+
+
+def test_a_wrong_update_dtype_is_reported_as_such():
+    report = verify.compare(_to_float32, "sgd", {"learning_rate": 0.1}, dtypes=("bfloat16",), steps=5,
+                            schedule=False)
+    failure = _assert_caught(report, step=0, dtype="bfloat16", candidate_dtype="float32",
+                             reference_dtype="bfloat16")
+    assert failure.dtype_mismatch and failure.error == np.inf
+    assert "candidate update dtype float32 != reference bfloat16" in str(failure)
+    assert "candidate update dtype float32 != reference bfloat16" in report.summary()
+    # Same dtypes: no mismatch is claimed.
+    ok = verify.compare(_to_float32, "sgd", {"learning_rate": 0.1}, dtypes=("float32",), steps=5,
+                        schedule=False)
+    assert ok.passed
