@@ -134,8 +134,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                 _print_row(row)
 
     passed = all(r["passed"] for r in rows)
-    if args.json:
-        print(json.dumps({"passed": passed, "results": rows}, indent=2, default=str))
+    if args.json:  # strict JSON: non-finite errors are null, never Infinity/NaN
+        print(json.dumps(verify.json_safe({"passed": passed, "results": rows}), indent=2, default=str,
+                         allow_nan=False))
     else:
         n_pass = sum(r["passed"] for r in rows)
         print(f"\n{n_pass}/{len(rows)} checks passed" + ("" if passed else "; where they parted:"))

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -80,6 +81,7 @@ __all__ = [
     "compare",
     "compare_trajectories",
     "default_rtol",
+    "json_safe",
     "optax_momentum",
     "oscillating_schedule",
 ]
@@ -212,8 +214,13 @@ class VerifyReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (without the per-step arrays)."""
-        return {
+        """A JSON-ready summary (without the per-step arrays).
+
+        Non-finite numbers (an infinite error where non-finite values or dtypes differ, a NaN
+        update) are written as ``None``, so ``json.dumps(report.to_dict(), allow_nan=False)`` is
+        strict JSON.
+        """
+        return json_safe({
             "candidate": self.candidate,
             "reference": self.reference,
             "passed": self.passed,
@@ -225,7 +232,25 @@ class VerifyReport:
                  "failure": None if c.failure is None else dataclasses.asdict(c.failure)}
                 for c in self.cases
             ],
-        }
+        })
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (inf, -inf, NaN) replaced by ``None``, recursively
+    through dicts, lists and tuples (tuples become lists); NumPy scalars become Python numbers.
+
+    JSON has no infinities or NaN: ``json.dumps`` would otherwise write ``Infinity``/``NaN``, which
+    strict parsers (and ``json.loads(..., parse_constant=...)``) reject.
+    """
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 # ----------------------------------------------------------------------------- the gradient stream

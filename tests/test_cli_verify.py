@@ -12,6 +12,8 @@ from lab.cli import main
 QUICK = ["--steps", "20", "--dtype", "float32", "--seeds", "1"]
 
 CANDIDATES = textwrap.dedent("""
+    import jax
+    import jax.numpy as jnp
     import optax
     from lab import optim
 
@@ -22,6 +24,14 @@ CANDIDATES = textwrap.dedent("""
         return optim.adam(learning_rate, eps=0.0, eps_root=1e-8)  # eps inside the square root
 
     not_a_factory = 3
+
+
+    def nan_sgd(learning_rate):  # BUG: a 0/0 that makes every update NaN
+        def update(updates, state, params=None):
+            return jax.tree.map(lambda g: g * jnp.nan, updates), state
+
+        return optax.chain(optim.sgd(learning_rate),
+                           optax.GradientTransformation(lambda p: optax.EmptyState(), update))
 """)
 
 
@@ -74,6 +84,22 @@ def test_user_candidate_json_failure(capsys, user_module):
     assert main(argv) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["passed"] is False and "step 0" in data["results"][0]["failure"]
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_json_is_strict_when_a_check_fails_with_non_finite_errors(capsys, user_module):
+    argv = ["verify", "--candidate", f"{user_module}:nan_sgd", "--reference", "sgd",
+            "--kwargs", '{"learning_rate": 0.1}', "--json", *QUICK]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "Infinity" not in out and "NaN" not in out
+    data = json.loads(out, parse_constant=_no_constants)
+    assert data["passed"] is False
+    assert all(r["max_rel_error"] is None and not r["passed"] for r in data["results"])
+    assert "step 0" in data["results"][0]["failure"]
 
 
 @pytest.mark.parametrize(("args", "message"), [

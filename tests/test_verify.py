@@ -6,6 +6,7 @@ only under some condition (small gradients, many steps, one dtype, a schedule, a
 second check shows that without that condition it would have slipped through.
 """
 
+import json
 from typing import NamedTuple
 
 import jax
@@ -400,3 +401,20 @@ def test_a_wrong_update_dtype_is_reported_as_such():
     ok = verify.compare(_to_float32, "sgd", {"learning_rate": 0.1}, dtypes=("float32",), steps=5,
                         schedule=False)
     assert ok.passed
+
+
+def _raise_on_constant(name):
+    raise ValueError(f"non-finite number {name} in strict JSON")
+
+
+def test_to_dict_is_strict_json_when_errors_are_infinite_or_nan():
+    report = verify.compare(_to_float32, "sgd", {"learning_rate": 0.1}, dtypes=("bfloat16",), steps=5,
+                            schedule=False)
+    assert report.max_rel_error == np.inf
+    text = json.dumps(report.to_dict(), allow_nan=False)
+    data = json.loads(text, parse_constant=_raise_on_constant)
+    assert data["passed"] is False and data["max_rel_error"] is None
+    assert data["cases"][0]["failure"]["error"] is None
+    assert data["cases"][0]["failure"]["candidate_dtype"] == "float32"
+    assert verify.json_safe({"a": [np.float32(np.nan), -np.inf, 1.5, (2, np.float64(3.0))]}) == {
+        "a": [None, None, 1.5, [2, 3.0]]}
