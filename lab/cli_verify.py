@@ -70,7 +70,31 @@ def _load_candidate(spec: str):
         raise LabError(f"module {module_name!r} has no attribute {attr!r}") from None
     if not callable(obj):
         raise LabError(f"{spec} is not callable: expected an optimizer factory, got {type(obj).__name__}")
-    return obj
+    return _guarded(spec, obj)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _guarded(spec: str, factory):
+    """``factory`` whose failures are one-line :class:`LabError`: any exception it raises, or a result
+    that is not an ``optax.GradientTransformation``."""
+    import optax
+
+    def candidate(**kwargs):
+        try:
+            tx = factory(**kwargs)
+        except Exception as err:
+            raise LabError(f"candidate {spec} raised {type(err).__name__}: {_first_line(err)}") from None
+        if not isinstance(tx, optax.GradientTransformation):
+            raise LabError(f"candidate {spec} returned {type(tx).__name__}, not an "
+                           "optax.GradientTransformation: expected an optimizer factory")
+        return tx
+
+    candidate.__qualname__ = spec
+    return candidate
 
 
 def _parse_kwargs(text: str | None) -> dict[str, Any]:
@@ -120,7 +144,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if not args.json:
         print(HEADER, flush=True)
     for label, candidate, reference, kwargs in checks:
-        report = verify.compare(candidate, reference, kwargs, **options)
+        if args.candidate is None:
+            report = verify.compare(candidate, reference, kwargs, **options)
+        else:
+            report = _compare_user_candidate(verify, args.candidate, candidate, reference, kwargs, options)
         for case in report.cases:
             rows.append({"optimizer": label, "reference": report.reference, "settings": kwargs,
                          "schedule": case.setting == "schedule", "dtype": case.dtype, "steps": case.steps,
@@ -143,6 +170,23 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         for line in failures:
             print(f"  {line}")
     return 0 if passed else 1
+
+
+def _compare_user_candidate(verify, spec, candidate, reference, kwargs, options):
+    """``verify.compare`` for a user's factory: whatever the candidate raises (while built, or while
+    its ``init``/``update`` run) becomes one line naming it, not a traceback."""
+    try:
+        return verify.compare(candidate, reference, kwargs, **options)
+    except LabError:
+        raise
+    except Exception as err:
+        cause = err.__cause__ if isinstance(err.__cause__, LabError) else None
+        if cause is not None:  # the schedule run re-raises the candidate's error as a TypeError
+            raise LabError(f"{cause} (with learning_rate a schedule; --no-schedule skips that run)") from None
+        if isinstance(err, (ValueError, TypeError)) and "\n" not in str(err).strip():
+            raise  # verify's own one-line diagnostics (structures, reference names, kwargs)
+        raise LabError(f"checking candidate {spec} against {reference} failed: {type(err).__name__}: "
+                       f"{_first_line(err)}") from None
 
 
 HEADER = (f"{'optimizer':<10} {'settings':<72} {'dtype':<9} {'steps':>6} {'max rel err':>11} "

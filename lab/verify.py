@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -394,13 +395,23 @@ def _build(obj: Transformation | Factory, kwargs: Mapping[str, Any], setting: st
     if isinstance(obj, optax.GradientTransformation):
         return obj
     if setting != "schedule":
-        return obj(**kwargs)
-    try:
-        return obj(**kwargs)
-    except Exception as err:  # learning_rate may be a schedule, as in optax: say so in one line
-        raise TypeError(f"{_name(obj)} fails when learning_rate is a schedule ({type(err).__name__}: "
-                        f"{err}); optax factories accept schedules (schedule=False, or lab verify "
-                        "--no-schedule, skips them)") from err
+        tx = obj(**kwargs)
+    else:
+        try:
+            tx = obj(**kwargs)
+        except Exception as err:  # learning_rate may be a schedule, as in optax: say so in one line
+            raise TypeError(f"{_name(obj)} fails when learning_rate is a schedule ({type(err).__name__}: "
+                            f"{_first_line(err)}); optax factories accept schedules (schedule=False, or "
+                            "lab verify --no-schedule, skips them)") from err
+    if not isinstance(tx, optax.GradientTransformation):
+        raise TypeError(f"{_name(obj)}(**kwargs) returned {type(tx).__name__}, not an "
+                        "optax.GradientTransformation: expected an optimizer factory")
+    return tx
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 # ----------------------------------------------------------------------------- references
@@ -436,7 +447,16 @@ REFERENCES: dict[str, Factory] = {
 }
 
 
+# optax modules whose public functions are optimizer factories: the aliases (adam, sgd, lion, ...)
+# and the ``scale_by_*`` transformations.
+_OPTAX_OPTIMIZER_MODULES = ("optax._src.alias", "optax._src.transform")
+
+
 def _resolve_reference(reference: Transformation | Factory | str) -> tuple[str, Transformation | Factory]:
+    """A reference by name: one of :data:`REFERENCES`, an optax optimizer alias (``adam``, ``lion``,
+    ...) or an optax ``scale_by_*`` transformation. Other optax functions (``chain``,
+    ``apply_updates``, schedules, losses) are refused with a ValueError; what a factory returns is
+    checked to be an ``optax.GradientTransformation`` when it is called."""
     if not isinstance(reference, str):
         return _name(reference), reference
     if reference in REFERENCES:
@@ -444,6 +464,13 @@ def _resolve_reference(reference: Transformation | Factory | str) -> tuple[str, 
     factory = getattr(optax, reference, None)
     if reference.startswith("_") or not callable(factory):
         raise ValueError(f"optax has no optimizer named {reference!r}")
+    module = getattr(factory, "__module__", "")
+    is_optimizer = inspect.isfunction(factory) and (
+        module == _OPTAX_OPTIMIZER_MODULES[0]
+        or (module == _OPTAX_OPTIMIZER_MODULES[1] and reference.startswith("scale_by_")))
+    if not is_optimizer:
+        raise ValueError(f"optax.{reference} is not an optimizer factory; the reference must be an optax "
+                         "optimizer such as adam, sgd, rmsprop or a scale_by_* transformation")
     return f"optax.{reference}", factory
 
 
@@ -477,7 +504,9 @@ def compare(candidate: Transformation | Factory, reference: Transformation | Fac
     Args:
         candidate: an ``optax.GradientTransformation``, or a factory called as ``candidate(**kwargs)``.
         reference: the same, or a name: one of :data:`REFERENCES` (optax's counterpart of each
-            built-in, e.g. ``"momentum"``) or any optax factory (``"adam"`` is ``optax.adam``).
+            built-in, e.g. ``"momentum"``) or an optax optimizer factory (``"adam"`` is ``optax.adam``;
+            ``"chain"`` or ``"apply_updates"`` are refused). A factory must return an
+            ``optax.GradientTransformation`` (a TypeError otherwise).
         kwargs: arguments for the factories (for example ``{"learning_rate": 1e-3}``).
         steps: updates per run (default 1000).
         seeds: gradient-stream seeds, run together under ``vmap``.

@@ -10,6 +10,7 @@ import pytest
 from lab.cli import main
 
 QUICK = ["--steps", "20", "--dtype", "float32", "--seeds", "1"]
+LR = ["--kwargs", '{"learning_rate": 1e-3}']
 
 CANDIDATES = textwrap.dedent("""
     import jax
@@ -32,6 +33,25 @@ CANDIDATES = textwrap.dedent("""
 
         return optax.chain(optim.sgd(learning_rate),
                            optax.GradientTransformation(lambda p: optax.EmptyState(), update))
+
+
+    def raises_key_error(learning_rate):
+        return {}["b3"]
+
+
+    def raises_runtime_error(learning_rate):
+        raise RuntimeError("out of cheese\\nsecond line of the message")
+
+
+    def returns_a_dict(learning_rate):
+        return {"learning_rate": learning_rate}
+
+
+    def update_raises(learning_rate):
+        def update(updates, state, params=None):
+            raise KeyError("no such slot")
+
+        return optax.GradientTransformation(lambda p: optax.EmptyState(), update)
 """)
 
 
@@ -116,6 +136,19 @@ def test_json_is_strict_when_a_check_fails_with_non_finite_errors(capsys, user_m
     (["--optimizer", "adamax"], "unknown optimizer 'adamax'"),
     (["--candidate", "my_optimizers:good_adam", "--reference", "adam", "--kwargs", '{"lr": 1}'],
      "unexpected keyword"),
+    (["--candidate", "my_optimizers:raises_key_error", "--reference", "adam", *LR],
+     "candidate my_optimizers:raises_key_error raised KeyError: 'b3'"),
+    (["--candidate", "my_optimizers:raises_runtime_error", "--reference", "adam", *LR],
+     "candidate my_optimizers:raises_runtime_error raised RuntimeError: out of cheese"),
+    (["--candidate", "my_optimizers:returns_a_dict", "--reference", "adam", *LR],
+     "candidate my_optimizers:returns_a_dict returned dict, not an optax.GradientTransformation"),
+    (["--candidate", "my_optimizers:update_raises", "--reference", "adam", *LR],
+     "checking candidate my_optimizers:update_raises against adam failed: KeyError: 'no such slot'"),
+    (["--candidate", "my_optimizers:good_adam", "--reference", "chain", *LR],
+     "optax.chain is not an optimizer"),
+    (["--candidate", "my_optimizers:good_adam", "--reference", "apply_updates", *LR],
+     "optax.apply_updates is not an optimizer"),
+    (["--candidate", "my_optimizers:good_adam", "--reference", "ScaleByAdamState", *LR], "not an optimizer"),
 ])
 def test_bad_input_is_one_line_and_status_2(capsys, user_module, args, message):
     assert main(["verify", *args, *QUICK]) == 2
