@@ -3,9 +3,11 @@
 The table: every activation (plus two with non-default parameters) x every loss x every penalty
 (none, L1, L2, both) x two kinds of point (generic, and one sitting on the kinks) on a two-hidden-
 layer MLP, and the same for one loss each on odd shapes (a batch of 1, one hidden layer, five hidden
-layers, no hidden layer). Compilation is what costs time here, so one program per dtype runs the
-whole table: penalties, points and activation rows are vmapped (see :func:`_row_activation`), and
-only the (shape, loss) cells are unrolled.
+layers, no hidden layer), in float64 (against autodiff and finite differences) and float32 (against
+autodiff). Gradients are compared leaf by leaf (see :func:`_grad_errors`), so a wrong bias cannot
+hide in the norm of the weights. Compilation is what costs time here, so one program per dtype runs
+the whole table: penalties, points and activation rows are vmapped (see :func:`_row_activation`),
+and only the (shape, loss) cells are unrolled.
 """
 
 import functools
@@ -44,6 +46,7 @@ ODD_CELLS = [
     ("no hidden layer", "mse"),
 ]
 POINTS = ("generic", "kinks")
+LEAF_FLOOR = 1e-2  # a gradient leaf's scale is at least this times the whole gradient's (see _grad_errors)
 FD_STEP = 1e-6  # central differences in float64: error O(h^2) + O(eps / h), about 1e-10 here
 
 
@@ -148,25 +151,50 @@ def _compare(problems, l1s, l2s, onehots, *, with_fd):
     return out
 
 
-def _rel_err(a, b) -> float:
+def _rel_err(a, b, floor=0.0) -> float:
+    """``|a - b| / max(|b|, floor)`` in the 2-norm (0 when both are 0)."""
     a, b = np.asarray(a), np.asarray(b)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), floor, np.finfo(b.dtype).tiny))
+
+
+def _leaves(sizes):
+    """``{leaf name: slice}`` of the flat gradient (``ravel_pytree``'s order) of an MLP with ``sizes``."""
+    template = [{"w": np.zeros((i, o)), "b": np.zeros(o)} for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    out, start = {}, 0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
+        out[jax.tree_util.keystr(path)] = slice(start, start + leaf.size)
+        start += leaf.size
+    return out
+
+
+def _grad_errors(grad, ref, leaves) -> dict[str, float]:
+    """Relative error of every leaf (``"[0]['b']"``, ...) of the flat ``grad`` against ``ref``.
+
+    Leaf by leaf, so that a wrong small leaf (a bias) cannot hide in the norm of the whole gradient.
+    Each leaf's scale is floored at ``LEAF_FLOOR`` times the whole gradient's norm: a leaf whose
+    gradient is (near) zero is held to an absolute error on that scale, not to a relative one that
+    its rounding noise alone could fail.
+    """
+    floor = LEAF_FLOOR * np.linalg.norm(ref)
+    return {name: _rel_err(grad[s], ref[s], floor) for name, s in leaves.items()}
 
 
 def _failures(results, tol_autodiff, tol_fd):
-    """Every cell and reference whose relative error is over its tolerance (or NaN)."""
+    """Every cell, reference and gradient leaf whose relative error is over its tolerance (or NaN)."""
     bad = []
     results = jax.tree_util.tree_map(np.asarray, results)  # index NumPy arrays, not device arrays
     rows = list(itertools.product(enumerate(POINTS), enumerate(ACTIVATION_ROWS), enumerate(PENALTIES)))
     for (shape, loss), refs in results.items():
         bp_value, bp_grad = refs["backprop"]
+        leaves = _leaves(SHAPES[shape][0])
         for (p, point), (a, act), (k, pen) in rows:
             for ref, (value, grad) in refs.items():
                 if ref == "backprop" or (ref == "finite differences" and point != "generic"):
                     continue
                 tol = tol_fd if ref == "finite differences" else tol_autodiff
-                errs = {"value": _rel_err(bp_value[p, a, k], value[p, a, k]),
-                        "grad": _rel_err(bp_grad[p, a, k], grad[p, a, k])}
+                errs = {"value": _rel_err(bp_value[p, a, k], value[p, a, k])}
+                errs |= {f"grad{leaf}": err
+                         for leaf, err in _grad_errors(bp_grad[p, a, k], grad[p, a, k], leaves).items()}
                 bad += [f"{act}/{loss}/{pen}/{shape}/{point}: {what} vs {ref}: {err:.1e} > {tol:.0e}"
                         for what, err in errs.items() if not err <= tol]
     return bad
@@ -189,10 +217,34 @@ def test_matches_autodiff_and_finite_differences_float64():
         assert not _failures(results, tol_autodiff=1e-10, tol_fd=1e-6)
 
 
-def test_matches_autodiff_float32():
-    results = _run_table(jnp.float32, BASE_CELLS, with_fd=False)
-    assert all(refs["backprop"][1].dtype == jnp.float32 for refs in results.values())
-    assert not _failures(results, tol_autodiff=1e-4, tol_fd=0.0)
+@pytest.fixture(scope="module")
+def float32_results():
+    """The float32 table, every cell (odd shapes too), compiled and run once for this module."""
+    return _run_table(jnp.float32, BASE_CELLS + ODD_CELLS, with_fd=False)
+
+
+def test_matches_autodiff_float32(float32_results):
+    assert set(float32_results) == set(BASE_CELLS + ODD_CELLS)
+    assert all(refs["backprop"][1].dtype == jnp.float32 for refs in float32_results.values())
+    assert not _failures(float32_results, tol_autodiff=1e-4, tol_fd=0.0)
+
+
+def test_per_leaf_comparison_catches_a_wrong_bias_gradient(float32_results):
+    """A bias gradient 0.1% off in one layer fails the float32 check, in every row of its cell.
+
+    Measured over the whole gradient the same bug would pass the 1e-4 tolerance in some rows (the
+    bias is a small part of the gradient's norm there): that is why the comparison goes leaf by leaf.
+    """
+    cell, leaf = ("two hidden layers", "cross_entropy"), "[1]['b']"
+    results = jax.tree_util.tree_map(np.array, float32_results)  # writable copies
+    value, grad = results[cell]["backprop"]
+    grad[..., _leaves(SHAPES[cell[0]][0])[leaf]] *= np.float32(1 + 1e-3)  # the planted bug
+
+    bad = _failures(results, tol_autodiff=1e-4, tol_fd=0.0)
+    assert len(bad) == len(POINTS) * len(ACTIVATION_ROWS) * len(PENALTIES)  # every row of the cell
+    assert all(f"/{cell[1]}/" in b and f"/{cell[0]}/" in b and f"grad{leaf} vs autodiff" in b for b in bad)
+    whole = [_rel_err(grad[i], results[cell]["autodiff"][1][i]) for i in np.ndindex(grad.shape[:3])]
+    assert min(whole) <= 1e-4 < max(whole)  # the whole-gradient measure would miss some of them
 
 
 def test_row_activation_is_exactly_the_row():
