@@ -170,7 +170,7 @@ def trace(decay: Scalar, nesterov: bool = False) -> optax.GradientTransformation
         Polyak, *Some methods of speeding up the convergence of iteration methods*, 1964.
         Sutskever et al., *On the importance of initialization and momentum in deep learning*, 2013.
     """
-    _check_scalar("momentum", decay, 0.0, 1.0)
+    _check_scalar("decay", decay, 0.0, 1.0)
     _check_flag("nesterov", nesterov)
 
     def init_fn(params):
@@ -210,7 +210,7 @@ def ema(decay: Scalar, nesterov: bool = False) -> optax.GradientTransformation:
     Returns:
         An ``optax.GradientTransformation`` with state :class:`EmaState`.
     """
-    _check_scalar("beta", decay, 0.0, 1.0)
+    _check_scalar("decay", decay, 0.0, 1.0)
     _check_flag("nesterov", nesterov)
     one_minus = 1 - decay
 
@@ -549,6 +549,7 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: Scalar | None = None,
     _check_flag("nesterov", nesterov)
     if momentum is None:
         return _checked_chain(scale_by_learning_rate(learning_rate))
+    _check_scalar("momentum", momentum, 0.0, 1.0)  # before trace(), which calls it decay
     return _checked_chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate))
 
 
@@ -580,9 +581,9 @@ def momentum(learning_rate: ScalarOrSchedule, beta: Scalar = 0.9, nesterov: bool
     """
     _check_learning_rate(learning_rate)
     _check_flag("ema", ema)
+    _check_scalar("beta", beta, 0.0, 1.0)  # before the blocks, which call it decay
     if ema:
         return _checked_chain(_ema(beta, nesterov), scale_by_learning_rate(learning_rate))
-    _check_scalar("beta", beta, 0.0, 1.0)
     return _checked_chain(trace(beta, nesterov), scale_by_learning_rate(learning_rate))
 
 
@@ -620,6 +621,8 @@ def rmsprop(learning_rate: ScalarOrSchedule, decay: Scalar = 0.9, eps: Scalar = 
     _check_learning_rate(learning_rate)
     _check_flag("centered", centered)
     _check_flag("nesterov", nesterov)
+    if momentum is not None:
+        _check_scalar("momentum", momentum, 0.0, 1.0)  # before trace(), which calls it decay
     scaler = scale_by_stddev if centered else scale_by_rms
     blocks = [scaler(decay, eps, initial_scale, eps_in_sqrt), scale_by_learning_rate(learning_rate)]
     if momentum is not None:

@@ -330,6 +330,26 @@ def test_wrong_types_raise_type_error_naming_argument(name, kwargs, arg):
         optim.OPTIMIZERS[name](**kwargs)
 
 
+def test_building_blocks_and_optimizers_name_their_own_argument():
+    # The blocks call their coefficient decay (as optax does); the optimizers name theirs.
+    for block in (optim.trace, optim.ema, optim.scale_by_rms, optim.scale_by_stddev):
+        with pytest.raises(ValueError, match=r"^decay must be finite and in \[0, 1\], got 1.5"):
+            block(1.5)
+    with pytest.raises(TypeError, match="^decay must be a real number"):
+        optim.trace("0.9")
+    for make, arg in [(lambda: optim.sgd(0.1, momentum=1.5), "momentum"),
+                      (lambda: optim.sgd(0.1, momentum=1.5, nesterov=True), "momentum"),
+                      (lambda: optim.momentum(0.1, beta=1.5), "beta"),
+                      (lambda: optim.momentum(0.1, beta=1.5, ema=True), "beta"),
+                      (lambda: optim.momentum(0.1, beta=1.5, ema=True, nesterov=True), "beta"),
+                      (lambda: optim.rmsprop(0.1, momentum=1.5), "momentum"),
+                      (lambda: optim.rmsprop(0.1, decay=1.5), "decay")]:
+        with pytest.raises(ValueError, match=rf"^{arg} must be finite and in \[0, 1\], got 1.5"):
+            make()
+    with pytest.raises(TypeError, match="^beta must be a real number"):
+        optim.momentum(0.1, beta="0.9", ema=True)
+
+
 @pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
 def test_edge_values_and_schedules_are_accepted(name):
     edge = {"sgd": {"momentum": 0.0}, "momentum": {"beta": 0.0}, "rmsprop": {"decay": 0.0, "momentum": 1.0},
