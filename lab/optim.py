@@ -23,6 +23,20 @@ Dtype policy:
   to the leaf's dtype where it meets the leaf, exactly what optax's weakly-typed Python floats do.
   Bias corrections ``1 - b**t`` are computed in at least float32 and cast afterwards, because in
   bfloat16 ``0.999**t`` rounds to 1 for small ``t`` and the correction would divide by zero.
+- consequence in bfloat16 (8 significant bits, spacing 2**-8 just below 1): a decay above
+  ``1 - 2**-9`` (0.99805) rounds to exactly 1.0 where it meets a bfloat16 leaf, while
+  ``1 - decay`` (formed first, in the hyperparameter's precision) does not. So with Adam's default
+  ``b2 = 0.999`` the second moment in bfloat16 is ``nu_t = nu_{t-1} + 0.001 g_t**2``: a scaled
+  running *sum* of squared gradients, not a moving average. With the float32 bias correction
+  ``1 - 0.999**t``, ``v_hat`` is still about the mean square for the first few hundred steps, but
+  beyond a thousand or so it grows like ``0.001 t`` times the mean square (the step shrinks like
+  ``1/sqrt(t)``). The same holds for any decay above 0.99805 (RMSProp's ``decay``, an EMA
+  momentum's ``beta``); 0.99 rounds to 0.98828125 and 0.9 to 0.8984375. This is optax's behaviour
+  too (its weakly typed Python floats are cast the same way); :mod:`lab.verify` compares against
+  optax, so it is the convention here. An implementation that updates ``nu`` as
+  ``nu + (1 - b2) (g**2 - nu)`` (PyTorch's ``lerp_``) keeps a true moving average in bfloat16 and
+  so differs from optax and from ``lab.optim`` there: a convention difference, not a bug of
+  either. Where the moving average matters, use float32 parameters (and so float32 state).
 
 Parameters may be any pytree of floating leaves (float32, float64, bfloat16), including scalar
 leaves and the empty tree.
