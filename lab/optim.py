@@ -28,9 +28,10 @@ Dtype policy:
   ``1 - decay`` (formed first, in the hyperparameter's precision) does not. So with Adam's default
   ``b2 = 0.999`` the second moment in bfloat16 is ``nu_t = nu_{t-1} + 0.001 g_t**2``: a scaled
   running *sum* of squared gradients, not a moving average. With the float32 bias correction
-  ``1 - 0.999**t``, ``v_hat`` is still about the mean square for the first few hundred steps, but
-  beyond a thousand or so it grows like ``0.001 t`` times the mean square (the step shrinks like
-  ``1/sqrt(t)``). The same holds for any decay above 0.99805 (RMSProp's ``decay``, an EMA
+  ``1 - 0.999**t``, ``v_hat`` starts at the mean square and then drifts upward (for unit Gaussian
+  gradients: 1.04x the mean square at step 100, 1.3x at 1000, 2.1x at 5000; less than the
+  ``0.001 t`` of an exact sum, because bfloat16 drops increments below half an ulp), so the
+  step slowly shrinks. The same holds for any decay above 0.99805 (RMSProp's ``decay``, an EMA
   momentum's ``beta``); 0.99 rounds to 0.98828125 and 0.9 to 0.8984375. This is optax's behaviour
   too (its weakly typed Python floats are cast the same way); :mod:`lab.verify` compares against
   optax, so it is the convention here. An implementation that updates ``nu`` as
