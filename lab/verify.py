@@ -636,7 +636,6 @@ def compare_trajectories(candidate: Transformation | Factory, reference: Transfo
         cand_tx, ref_tx = _build(candidate, kwargs), _build(reference, kwargs)
         loss_fn, params0 = _objective(objective, dtype)
 
-        @jax.jit
         def run(params0):
             def step(carry, _):
                 cp, cs, rp, rs = carry
@@ -653,7 +652,10 @@ def compare_trajectories(candidate: Transformation | Factory, reference: Transfo
             carry = (params0, cand_tx.init(params0), params0, r_state)
             return jax.lax.scan(step, carry, None, length=steps)[1]
 
-        c_path, r_path, c_loss, r_loss = run(params0)
+        # Compiled once and run once: as in compare, XLA's backend optimizations cost more than they save.
+        compiled = jax.jit(run).lower(params0).compile(
+            compiler_options={"xla_backend_optimization_level": 0})
+        c_path, r_path, c_loss, r_loss = compiled(params0)
     errs = np.max([_leaf_errors(np.asarray(c)[None], np.asarray(r)[None])["rel"][0]
                    for c, r in zip(c_path, r_path, strict=True)], axis=0)
     errs = np.where(np.isnan(errs), np.inf, errs)

@@ -340,9 +340,9 @@ def test_unknown_reference_name_raises():
 # ----------------------------------------------------------------------------- trajectories
 
 
-@pytest.mark.parametrize("objective", ["rosenbrock", "mlp"])
-def test_trajectories_of_lab_and_optax_agree(objective):
-    report = verify.compare_trajectories(optim.adam, "adam", {"learning_rate": 1e-2}, objective=objective)
+def test_trajectories_of_lab_and_optax_agree():
+    # (on the MLP: see the reordered Adam below, which checks a harder case there)
+    report = verify.compare_trajectories(optim.adam, "adam", {"learning_rate": 1e-2}, objective="rosenbrock")
     assert report.passed, report.max_rel_error
     assert report.reference_loss[-1] < 0.5 * report.reference_loss[0]  # it did optimize
 
@@ -368,6 +368,7 @@ def test_reordered_adam_passes_trajectories_on_the_mlp_in_every_accepted_dtype()
                                              dtype=dtype)
         assert report.passed, (dtype, report.max_rel_error, report.parted_at)
         assert 0 < report.max_rel_error < 0.1 * report.tolerance  # rounded differently, far inside
+        assert report.reference_loss[-1] < 0.5 * report.reference_loss[0]  # it did optimize
     with pytest.raises(ValueError, match="float32 or float64, got bfloat16"):
         verify.compare_trajectories(paper, "adam", {"learning_rate": 1e-2}, objective="mlp",
                                     dtype="bfloat16")
@@ -426,13 +427,15 @@ def test_to_dict_is_strict_json_when_errors_are_infinite_or_nan():
 
 
 def test_every_builtin_setting_passes_against_optax():
-    # What `lab verify` checks, shortened to stay cheap (one compile per setting and dtype): every
-    # entry of BUILTIN_SETTINGS against its optax reference, in all three dtypes, 100 steps, one seed,
-    # on a tree with an odd-shaped leaf of unit gradients and a scalar of 1e-6 gradients.
+    # What `lab verify` checks, shortened to stay cheap (the cost is one XLA compile per setting and
+    # dtype, about 0.1 s, growing with the leaves): every entry of BUILTIN_SETTINGS against its optax
+    # reference, in all three dtypes, 100 steps, one seed, on one odd-sized leaf of 1e-4 gradients
+    # (where RMSProp's eps inside the root matters). The 1000-step runs on the full default tree are
+    # `lab verify` itself and test_optim's table.
     failures = []
     for name, kwargs in verify.BUILTIN_SETTINGS:
         report = verify.compare(optim.OPTIMIZERS[name], name, kwargs, steps=100, seeds=(0,),
-                                tree={"w": (3, 2), "s": ()}, scales={"w": 1.0, "s": 1e-6}, schedule=False)
+                                tree={"w": (5,)}, scales={"w": 1e-4}, schedule=False)
         assert [c.dtype for c in report.cases] == ["float32", "bfloat16", "float64"]
         if not report.passed:
             failures.append(f"{name} {kwargs}: {report.failure}")
