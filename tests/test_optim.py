@@ -446,16 +446,21 @@ def _teacher_forced(row, opt):
     """Torch's recorded path theta_0..theta_T, its updates theta_{t+1} - theta_t, and ``opt``'s updates
     on the same gradients (grad of the objective at torch's theta_t), each leaf (T, n) float64."""
     path = {k: jnp.asarray(v, jnp.float64) for k, v in row["path"].items()}
-    thetas = jax.tree.map(lambda x: x[:-1], path)
-    grads = jax.vmap(jax.grad(_torch_objective))(thetas)
 
-    def step(state, gp):
-        g, p = gp
-        u, state = opt.update(g, state, p)
-        return state, u
+    @jax.jit
+    def run(path):
+        thetas = jax.tree.map(lambda x: x[:-1], path)
+        grads = jax.vmap(jax.grad(_torch_objective))(thetas)
 
-    first = jax.tree.map(lambda x: x[0], thetas)
-    lab_u = jax.lax.scan(step, opt.init(first), (grads, thetas))[1]
+        def step(state, gp):
+            g, p = gp
+            u, state = opt.update(g, state, p)
+            return state, u
+
+        first = jax.tree.map(lambda x: x[0], thetas)
+        return jax.lax.scan(step, opt.init(first), (grads, thetas))[1], grads
+
+    lab_u, grads = run(path)
     flat = lambda t: {k: np.asarray(v).reshape(TORCH["steps"], -1) for k, v in t.items()}  # noqa: E731
     torch_u = flat(jax.tree.map(lambda x: x[1:] - x[:-1], path))
     return torch_u, flat(lab_u), flat(grads)
