@@ -33,8 +33,8 @@ from lab.losses import accuracy, cross_entropy, get_loss, mse, mse_classificatio
 from lab.models import init_linear, init_mlp, linear, mlp
 from lab.optim import OPTIMIZERS, adagrad, adam, adamw, get_optimizer, momentum, rmsprop, sgd
 from lab.regularizers import l1_penalty, l2_penalty, penalty, regularized
-from lab.results import load as load_results
 from lab.sweep import Problem, SweepConfig, SweepInterrupted, SweepResult, run_sweep
+from lab.sweep.store import load as load_results
 from lab.verify import VerifyReport, compare, compare_trajectories
 
 try:

@@ -761,7 +761,7 @@ def record_dir(results_dir: str, name: str, config) -> str:
 
 def save_record(directory: str, record: Record) -> None:
     """Save atomically: ``record.npz`` first, then ``record.json`` (with the npz's hash) marks it done."""
-    from lab import results
+    from lab.sweep import store as results
 
     side = os.path.join(directory, RECORD_JSON)
     if os.path.exists(side):
@@ -773,7 +773,7 @@ def save_record(directory: str, record: Record) -> None:
 
 def load_record(directory: str) -> Record | None:
     """The complete record in ``directory``, or None if there is none (or it is incomplete)."""
-    from lab import results
+    from lab.sweep import store as results
 
     npz, side = os.path.join(directory, RECORD_NPZ), os.path.join(directory, RECORD_JSON)
     if not (os.path.exists(npz) and os.path.exists(side)):

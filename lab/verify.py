@@ -53,6 +53,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lab.optim import catalogue
+from lab.optim.classic import optax_momentum
+
 Array = jax.Array
 Transformation = optax.GradientTransformation
 Factory = Callable[..., optax.GradientTransformation]
@@ -417,34 +420,7 @@ def _first_line(err: BaseException) -> str:
 # ----------------------------------------------------------------------------- references
 
 
-def _times(learning_rate, factor):
-    if callable(learning_rate):
-        return lambda count: factor * learning_rate(count)
-    return factor * learning_rate
-
-
-def optax_momentum(learning_rate, beta=0.9, nesterov=False, ema=False) -> Transformation:
-    """optax's counterpart of :func:`lab.optim.momentum`, built from optax's own blocks.
-
-    Heavy ball is ``optax.sgd(momentum=beta)``; the moving-average form is ``optax.ema(beta,
-    debias=False)`` chained with the learning rate, and its Nesterov variant (which optax's ``ema``
-    lacks) is heavy-ball Nesterov with the learning rate times ``1 - beta``.
-    """
-    if not ema:
-        return optax.sgd(learning_rate, momentum=beta, nesterov=nesterov)
-    if nesterov:
-        return optax.sgd(_times(learning_rate, 1 - beta), momentum=beta, nesterov=True)
-    return optax.chain(optax.ema(beta, debias=False), optax.scale_by_learning_rate(learning_rate))
-
-
-REFERENCES: dict[str, Factory] = {
-    "sgd": optax.sgd,
-    "momentum": optax_momentum,
-    "rmsprop": optax.rmsprop,
-    "adam": optax.adam,
-    "adamw": optax.adamw,
-    "adagrad": optax.adagrad,
-}
+REFERENCES: dict[str, Factory] = {e.name: e.reference for e in catalogue.entries()}
 
 
 # optax modules whose public functions are optimizer factories: the aliases (adam, sgd, lion, ...)
@@ -474,24 +450,9 @@ def _resolve_reference(reference: Transformation | Factory | str) -> tuple[str, 
     return f"optax.{reference}", factory
 
 
-# The settings `lab verify` checks each built-in in: (name, kwargs).
-BUILTIN_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("sgd", {"learning_rate": 0.1}),
-    ("sgd", {"learning_rate": 0.1, "momentum": 0.9}),
-    ("sgd", {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True}),
-    ("momentum", {"learning_rate": 0.1, "beta": 0.9}),
-    ("momentum", {"learning_rate": 0.1, "beta": 0.9, "ema": True}),
-    ("momentum", {"learning_rate": 0.1, "beta": 0.8, "ema": True, "nesterov": True}),
-    ("rmsprop", {"learning_rate": 1e-3}),
-    ("rmsprop", {"learning_rate": 1e-3, "decay": 0.99, "eps_in_sqrt": False, "momentum": 0.9}),
-    ("rmsprop", {"learning_rate": 1e-3, "centered": True, "momentum": 0.5, "nesterov": True,
-                 "initial_scale": 1.0}),
-    ("adam", {"learning_rate": 1e-3}),
-    ("adam", {"learning_rate": 1e-2, "b1": 0.5, "b2": 0.99, "eps": 1e-6, "eps_root": 1e-8}),
-    ("adamw", {"learning_rate": 1e-3, "weight_decay": 0.1}),
-    ("adagrad", {"learning_rate": 0.1}),
-    ("adagrad", {"learning_rate": 0.1, "initial_accumulator_value": 0.0, "eps": 1e-10}),
-)
+# The settings `lab verify` checks each built-in in: (name, kwargs), from the catalogue.
+BUILTIN_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = tuple(
+    (e.name, dict(kw)) for e in catalogue.entries() for kw in e.verify)
 
 
 def compare(candidate: Transformation | Factory, reference: Transformation | Factory | str,

@@ -8,10 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from lab import results as store
 from lab.problems import Problem
-from lab.results import IncompleteResultsError, SweepResult
-from lab.sweep import SweepConfig
+from lab.sweep import SweepConfig, store
+from lab.sweep.store import IncompleteResultsError, SweepResult
 
 PROBLEM = Problem(dataset="moons", hidden=(3,), n_train=20)
 

@@ -21,13 +21,12 @@ import numpy as np
 import optax
 import pytest
 
-from lab import results as store
 from lab import sweep as sweep_module
 from lab.data import batch_indices
 from lab.losses import accuracy, cross_entropy, mse
 from lab.models import init_mlp, mlp
 from lab.problems import load_data
-from lab.sweep import Problem, SweepConfig, SweepInterrupted, run_sweep
+from lab.sweep import Problem, SweepConfig, SweepInterrupted, run_sweep, store
 
 MOONS = Problem(dataset="moons", hidden=(16,), n_train=100)
 LINREG = Problem(dataset="linreg", hidden=(), loss="mse", init="xavier_normal")

@@ -50,12 +50,12 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lab import results as store
 from lab.data import Dataset
 from lab.problems import Problem, init_params, load_data, metrics
 from lab.problems import data_loss as problem_loss
 from lab.regularizers import l1_penalty, l2_penalty
-from lab.results import SweepResult
+from lab.sweep import store
+from lab.sweep.store import SweepResult
 
 Array = jax.Array
 
@@ -285,7 +285,7 @@ class SweepConfig:
 
     def hash(self) -> str:
         """12 hex digits of the SHA-256 of the canonical JSON of :meth:`to_dict`, the results format
-        (:data:`lab.results.FORMAT_VERSION`) and ``lab.__version__``: results (and checkpoints) of
+        (:data:`lab.sweep.store.FORMAT_VERSION`) and ``lab.__version__``: results (and checkpoints) of
         another engine live under another name, so they are never reused."""
         import lab
 
