@@ -63,11 +63,18 @@ def check_flag(name: str, value: Any) -> None:
                         f"got {type(value).__name__} {value!r}")
 
 
-def check_float_leaves(params: Any) -> None:
+def check_float_leaves(params: Any, allow_complex: bool = False, name: str = "this optimizer") -> None:
+    """Raise a TypeError naming the first leaf that is not floating (or complex, where allowed)."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-            raise TypeError(f"lab.optim supports floating-point leaves only; leaf "
-                            f"{jax.tree_util.keystr(path) or '<root>'} has dtype {jnp.result_type(leaf)}")
+        dtype = jnp.result_type(leaf)
+        if jnp.issubdtype(dtype, jnp.floating) or (allow_complex and jnp.issubdtype(dtype, jnp.complexfloating)):
+            continue
+        where = jax.tree_util.keystr(path) or "<root>"
+        if jnp.issubdtype(dtype, jnp.complexfloating):
+            raise TypeError(f"{name} supports real floating-point leaves only (as in optax); leaf {where} "
+                            f"has dtype {dtype}")
+        allowed = "floating-point or complex" if allow_complex else "floating-point"
+        raise TypeError(f"lab.optim supports {allowed} leaves only; leaf {where} has dtype {dtype}")
 
 
 # ----------------------------------------------------------------------------- numerics
@@ -99,13 +106,21 @@ def full_like(params: Any, value: Scalar) -> Any:
     return jax.tree.map(lambda p: jnp.full_like(p, cast(value, p.dtype)), params)
 
 
+def abs_sq(x: Array) -> Array:
+    """``|x|**2`` in ``x``'s dtype: ``x * x`` for real leaves, ``x * conj(x)`` for complex ones (as
+    optax's second moments do; the imaginary part is exactly 0)."""
+    return x * jnp.conj(x) if jnp.iscomplexobj(x) else x * x
 
-def checked_chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformation:
-    """``optax.chain`` whose ``init`` rejects non-floating leaves with a clear error."""
+
+def checked_chain(*transforms: optax.GradientTransformation, allow_complex: bool = False,
+                  name: str = "this optimizer") -> optax.GradientTransformation:
+    """``optax.chain`` whose ``init`` rejects leaves it cannot optimize with a clear error: non-floating
+    ones, and complex ones unless ``allow_complex`` (gradients of complex parameters are conjugated
+    by the caller, as in optax)."""
     chained = optax.chain(*transforms)
 
     def init_fn(params):
-        check_float_leaves(params)
+        check_float_leaves(params, allow_complex, name)
         return chained.init(params)
 
     return optax.GradientTransformation(init_fn, chained.update)
