@@ -67,10 +67,11 @@ def check_float_leaves(params: Any, allow_complex: bool = False, name: str = "th
     """Raise a TypeError naming the first leaf that is not floating (or complex, where allowed)."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         dtype = jnp.result_type(leaf)
-        if jnp.issubdtype(dtype, jnp.floating) or (allow_complex and jnp.issubdtype(dtype, jnp.complexfloating)):
+        is_complex = jnp.issubdtype(dtype, jnp.complexfloating)
+        if jnp.issubdtype(dtype, jnp.floating) or (allow_complex and is_complex):
             continue
         where = jax.tree_util.keystr(path) or "<root>"
-        if jnp.issubdtype(dtype, jnp.complexfloating):
+        if is_complex:
             raise TypeError(f"{name} supports real floating-point leaves only (as in optax); leaf {where} "
                             f"has dtype {dtype}")
         allowed = "floating-point or complex" if allow_complex else "floating-point"
