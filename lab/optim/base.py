@@ -108,9 +108,9 @@ def full_like(params: Any, value: Scalar) -> Any:
 
 
 def abs_sq(x: Array) -> Array:
-    """``|x|**2`` in ``x``'s dtype: ``x * x`` for real leaves, ``x * conj(x)`` for complex ones (as
-    optax's second moments do; the imaginary part is exactly 0)."""
-    return x * jnp.conj(x) if jnp.iscomplexobj(x) else x * x
+    """``|x|**2``: ``x * x`` for a real leaf, the real ``(conj(x) * x).real`` for a complex one (as
+    optax's second moments do). Cast it with ``.astype(state.dtype)`` where it meets a complex state."""
+    return (jnp.conj(x) * x).real if jnp.iscomplexobj(x) else x * x
 
 
 def checked_chain(*transforms: optax.GradientTransformation, allow_complex: bool = False,

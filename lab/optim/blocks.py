@@ -17,6 +17,7 @@ from lab.optim.base import (
     Scalar,
     ScalarOrSchedule,
     Updates,
+    abs_sq,
     bias_correction,
     cast,
     check_flag,
@@ -155,8 +156,9 @@ def scale_by_rms(decay: Scalar = 0.9, eps: Scalar = 1e-8, initial_scale: Scalar 
 
     def update_fn(updates, state, params=None):
         del params
-        nu = jax.tree.map(lambda g, n: cast(one_minus, g.dtype) * (g * g) + cast(decay, g.dtype) * n,
-                          updates, state.nu)
+        nu = jax.tree.map(
+            lambda g, n: cast(one_minus, n.dtype) * abs_sq(g).astype(n.dtype) + cast(decay, n.dtype) * n,
+            updates, state.nu)
         if eps_in_sqrt:
             updates = jax.tree.map(lambda g, n: g * jax.lax.rsqrt(n + cast(eps, n.dtype)), updates, nu)
         else:
@@ -207,11 +209,11 @@ def scale_by_stddev(decay: Scalar = 0.9, eps: Scalar = 1e-8, initial_scale: Scal
         del params
         ema = lambda x, t: cast(one_minus, x.dtype) * x + cast(decay, x.dtype) * t  # noqa: E731
         mu = jax.tree.map(ema, updates, state.mu)
-        nu = jax.tree.map(lambda g, n: ema(g * g, n), updates, state.nu)
+        nu = jax.tree.map(lambda g, n: ema(abs_sq(g).astype(n.dtype), n), updates, state.nu)
         if eps_in_sqrt:
-            scale = lambda m, n: jax.lax.rsqrt(n - m * m + cast(eps, n.dtype))  # noqa: E731
+            scale = lambda m, n: jax.lax.rsqrt(n - abs_sq(m).astype(n.dtype) + cast(eps, n.dtype))  # noqa: E731
         else:
-            scale = lambda m, n: 1 / (jnp.sqrt(n - m * m) + cast(eps, n.dtype))  # noqa: E731
+            scale = lambda m, n: 1 / (jnp.sqrt(n - abs_sq(m).astype(n.dtype)) + cast(eps, n.dtype))  # noqa: E731
         updates = jax.tree.map(lambda g, m, n: g * scale(m, n), updates, mu, nu)
         return updates, ScaleByStddevState(mu=mu, nu=nu)
 
@@ -262,8 +264,9 @@ def scale_by_adam(b1: Scalar = 0.9, b2: Scalar = 0.999, eps: Scalar = 1e-8,
         del params
         mu = jax.tree.map(lambda g, m: cast(one_minus_b1, g.dtype) * g + cast(b1, g.dtype) * m,
                           updates, state.mu)
-        nu = jax.tree.map(lambda g, v: cast(one_minus_b2, g.dtype) * (g * g) + cast(b2, g.dtype) * v,
-                          updates, state.nu)
+        nu = jax.tree.map(
+            lambda g, v: cast(one_minus_b2, v.dtype) * abs_sq(g).astype(v.dtype) + cast(b2, v.dtype) * v,
+            updates, state.nu)
         count = safe_increment(state.count)
         bc1, bc2 = bias_correction(b1, count), bias_correction(b2, count)
 
@@ -309,11 +312,11 @@ def scale_by_rss(initial_accumulator_value: Scalar = 0.1, eps: Scalar = 1e-7) ->
 
     def update_fn(updates, state, params=None):
         del params
-        sos = jax.tree.map(lambda g, s: g * g + s, updates, state.sum_of_squares)
-        # A coordinate whose gradients were all zero (with s_0 = 0) gets a zero step, not 0/0.
-        updates = jax.tree.map(
-            lambda g, s: g * jnp.where(s > 0, jax.lax.rsqrt(s + cast(eps, s.dtype)), jnp.zeros_like(s)),
-            updates, sos)
+        sos = jax.tree.map(lambda g, s: abs_sq(g).astype(s.dtype) + s, updates, state.sum_of_squares)
+        # A coordinate whose gradients were all zero (with s_0 = 0) gets a zero step, not 0/0. For a
+        # complex leaf the sum is real-valued in a complex dtype: compare its real part.
+        scale = lambda s: jnp.where(jnp.real(s) > 0, jax.lax.rsqrt(s + cast(eps, s.dtype)), jnp.zeros_like(s))  # noqa: E731
+        updates = jax.tree.map(lambda g, s: g * scale(s), updates, sos)
         return updates, ScaleByRssState(sum_of_squares=sos)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -55,9 +55,9 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: Scalar | None = None,
     check_learning_rate(learning_rate)
     check_flag("nesterov", nesterov)
     if momentum is None:
-        return checked_chain(scale_by_learning_rate(learning_rate))
+        return checked_chain(scale_by_learning_rate(learning_rate), allow_complex=True)
     check_scalar("momentum", momentum, 0.0, 1.0)  # before trace(), which calls it decay
-    return checked_chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate))
+    return checked_chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate), allow_complex=True)
 
 
 def momentum(learning_rate: ScalarOrSchedule, beta: Scalar = 0.9, nesterov: bool = False,
@@ -90,9 +90,8 @@ def momentum(learning_rate: ScalarOrSchedule, beta: Scalar = 0.9, nesterov: bool
     check_learning_rate(learning_rate)
     check_flag("ema", ema)
     check_scalar("beta", beta, 0.0, 1.0)  # before the blocks, which call it decay
-    if ema:
-        return checked_chain(blocks.ema(beta, nesterov), scale_by_learning_rate(learning_rate))
-    return checked_chain(trace(beta, nesterov), scale_by_learning_rate(learning_rate))
+    block = blocks.ema(beta, nesterov) if ema else trace(beta, nesterov)
+    return checked_chain(block, scale_by_learning_rate(learning_rate), allow_complex=True)
 
 
 def rmsprop(learning_rate: ScalarOrSchedule, decay: Scalar = 0.9, eps: Scalar = 1e-8,
@@ -135,7 +134,7 @@ def rmsprop(learning_rate: ScalarOrSchedule, decay: Scalar = 0.9, eps: Scalar = 
     blocks = [scaler(decay, eps, initial_scale, eps_in_sqrt), scale_by_learning_rate(learning_rate)]
     if momentum is not None:
         blocks.append(trace(momentum, nesterov))
-    return checked_chain(*blocks)
+    return checked_chain(*blocks, allow_complex=True)
 
 
 def adam(learning_rate: ScalarOrSchedule, b1: Scalar = 0.9, b2: Scalar = 0.999, eps: Scalar = 1e-8,
@@ -158,7 +157,8 @@ def adam(learning_rate: ScalarOrSchedule, b1: Scalar = 0.9, b2: Scalar = 0.999, 
         Kingma and Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015.
     """
     check_learning_rate(learning_rate)
-    return checked_chain(scale_by_adam(b1, b2, eps, eps_root), scale_by_learning_rate(learning_rate))
+    return checked_chain(scale_by_adam(b1, b2, eps, eps_root), scale_by_learning_rate(learning_rate),
+                         allow_complex=True)
 
 
 def adamw(learning_rate: ScalarOrSchedule, b1: Scalar = 0.9, b2: Scalar = 0.999, eps: Scalar = 1e-8,
@@ -189,7 +189,7 @@ def adamw(learning_rate: ScalarOrSchedule, b1: Scalar = 0.9, b2: Scalar = 0.999,
     """
     check_learning_rate(learning_rate)
     return checked_chain(scale_by_adam(b1, b2, eps, eps_root), add_decayed_weights(weight_decay),
-                          scale_by_learning_rate(learning_rate))
+                         scale_by_learning_rate(learning_rate), allow_complex=True)
 
 
 def adagrad(learning_rate: ScalarOrSchedule, initial_accumulator_value: Scalar = 0.1,
@@ -209,7 +209,8 @@ def adagrad(learning_rate: ScalarOrSchedule, initial_accumulator_value: Scalar =
         Optimization*, JMLR 2011.
     """
     check_learning_rate(learning_rate)
-    return checked_chain(scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate))
+    return checked_chain(scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate),
+                         allow_complex=True)
 
 
 
