@@ -105,7 +105,7 @@ def test_matches_optax_for_1000_steps(dtype):
             return jax.lax.scan(step, (params0, lab_states, ref_states), jnp.arange(steps))
 
         # Run once: XLA's backend optimizations would cost more than they save.
-        compiled = jax.jit(run).lower(params0).compile(compiler_options={"xla_backend_optimization_level": 0})
+        compiled = jax.jit(run).lower(params0).compile()
         (_, lab_states, _), (lab_out, ref_out) = compiled(params0)
     for i, (row_id, _, _) in enumerate(rows):
         for k in TREE:
@@ -415,13 +415,14 @@ def test_get_optimizer_lists_valid_names():
 
 
 def _complex_target(target):
-    """optax's alias-test targets for complex64 parameters (the minimum times 1 + 1j)."""
+    """optax's alias-test targets for complex64 parameters: the parabola's minimum times 1 + 1j, and
+    Rosenbrock with a = 1 + 1j (minimum at (a, a**2))."""
     if target == "parabola":
         final = jnp.array([1.0, -1.0, 1.0], jnp.complex64) * (1 + 1j)
         return (lambda p: jnp.sum(optim.base.abs_sq(p - final)), jnp.array([-1.0, 10.0, 1.0], jnp.complex64),
                 final)
-    final = jnp.array([1.0, 1.0], jnp.complex64) * (1 + 1j)
-    a = final[0]
+    a = jnp.complex64(1 + 1j)
+    final = jnp.stack([a, a**2])
     return (lambda p: optim.base.abs_sq(a - p[0]) + 100.0 * optim.base.abs_sq(p[1] - p[0] ** 2),
             jnp.zeros(2, jnp.complex64), final)
 
