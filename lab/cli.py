@@ -1,10 +1,10 @@
 """The ``lab`` command line: a thin dispatcher over the library.
 
-Each group of subcommands lives in its own module with two functions, ``add_parsers(subparsers)``
-and handlers set with ``parser.set_defaults(handler=...)``; a handler returns the exit status.
-Bad input raises :class:`LabError` (or ``ValueError``/``TypeError`` from a validating
-constructor); the dispatcher prints it as one line on stderr and exits with status 2. Set
-``LAB_DEBUG=1`` to see the traceback instead.
+Each group of subcommands lives in its own module (:mod:`lab.cli_verify`, :mod:`lab.cli_experiments`)
+with ``add_parsers(subparsers, positive_int)``, which sets each parser's handler; a handler returns
+the exit status. Bad input raises :class:`lab.errors.LabError` (or ``ValueError``/``TypeError`` from a
+validating constructor); the dispatcher prints it as one line on stderr and exits with status 2.
+Set ``LAB_DEBUG=1`` to see the traceback instead.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ import argparse
 import os
 import sys
 
-from lab import __version__
+from lab import __version__, cli_experiments, cli_verify
+from lab.errors import LabError
 
-
-class LabError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+__all__ = ["LabError", "build_parser", "main"]
 
 
 DESCRIPTION = """\
@@ -74,13 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="PRNG seed for init and batches (default 0)")
     demo.set_defaults(handler=_cmd_demo)
 
-    for module_name in ("lab.cli_verify", "lab.cli_experiments"):
-        try:
-            module = __import__(module_name, fromlist=["add_parsers"])
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            continue
+    for module in (cli_verify, cli_experiments):
         module.add_parsers(sub, positive_int=_positive_int)
     return parser
 
@@ -105,8 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy's: the subcommand modules raise
-    # ``lab.cli.LabError``, which is a different class from ``__main__.LabError``.
-    from lab.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

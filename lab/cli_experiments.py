@@ -18,7 +18,7 @@ QUICK_FIGURES_DIR = os.path.join("results", "figures-quick")
 
 def _check_writable(path: str, what: str) -> None:
     """Raise LabError unless ``path`` is (or can be created as) a writable directory. Creates nothing."""
-    from lab.cli import LabError
+    from lab.errors import LabError
 
     probe = os.path.abspath(path)
     if os.path.exists(probe) and not os.path.isdir(probe):
@@ -53,51 +53,53 @@ def _print_table(title: str, summary: dict) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from lab.experiments import EXPERIMENTS
+    from lab.experiments import registry
 
     del args
-    width = max(len(name) for name in EXPERIMENTS)
-    for name, experiment in EXPERIMENTS.items():
+    experiments = registry()
+    width = max(len(name) for name in experiments)
+    for name, experiment in experiments.items():
         print(f"{name.ljust(width)}  {experiment.description}")
     return 0
 
 
 def _run_one(name: str, config, args, out: str) -> tuple[list[str], object, float]:
-    from lab import plotting
-    from lab.experiments import run_experiment
+    from lab.experiments import draw_experiment, run_experiment
 
     t0 = time.perf_counter()
     record = run_experiment(name, config, results_dir=args.results, force=getattr(args, "force", False),
                             quiet=args.quiet)
-    paths = plotting.draw(name, record, out)
+    paths = draw_experiment(name, record, out)
     return paths, record, time.perf_counter() - t0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from lab.cli import LabError
-    from lab.experiments import EXPERIMENTS
+    from lab.errors import LabError
+    from lab.experiments import registry
 
-    if args.name not in EXPERIMENTS:
-        raise LabError(f"unknown experiment {args.name!r}; valid: {', '.join(EXPERIMENTS)}")
-    config = EXPERIMENTS[args.name].make_config(args.quick, seeds=args.seeds, steps=args.steps)
+    experiments = registry()
+    if args.name not in experiments:
+        raise LabError(f"unknown experiment {args.name!r}; valid: {', '.join(experiments)}")
+    experiment = experiments[args.name]
+    config = experiment.make_config(args.quick, seeds=args.seeds, steps=args.steps)
     out = _out_dir(args)
     _check_writable(out, "--out")
     _check_writable(args.results, "--results")
     paths, record, seconds = _run_one(args.name, config, args, out)
-    _print_table(f"{args.name}{' (quick)' if args.quick else ''}: {EXPERIMENTS[args.name].description}",
+    _print_table(f"{args.name}{' (quick)' if args.quick else ''}: {experiment.description}",
                  record.meta["summary"])
     print(f"figures ({seconds:.1f} s): {', '.join(paths)}")
     return 0
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from lab.experiments import EXPERIMENTS
+    from lab.experiments import registry
 
     out = _out_dir(args)
     _check_writable(out, "--out")
     _check_writable(args.results, "--results")
     t_all = time.perf_counter()
-    for name, experiment in EXPERIMENTS.items():
+    for name, experiment in registry().items():
         paths, _, seconds = _run_one(name, experiment.make_config(args.quick), args, out)
         print(f"{name:<15} {seconds:6.1f} s  {', '.join(os.path.basename(p) for p in paths)}", flush=True)
     print(f"all figures in {out}/ ({time.perf_counter() - t_all:.1f} s)")

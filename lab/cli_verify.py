@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from lab.cli import LabError
+from lab.errors import LabError
 
 DTYPES = ("float32", "bfloat16", "float64")
 
