@@ -632,3 +632,25 @@ def test_eps_inside_the_root_scales_torch_steps_by_the_documented_ratio(name, x6
     assert np.max(np.abs(ratios["xy"] - 1)) < 1e-6
     error = np.max(_path_error(row, optim.OPTIMIZERS[lab["factory"]](**lab["kwargs"])))
     assert path_error[0] < error < path_error[1], error
+
+
+# ----------------------------------------------------------------------------- the docs' table
+
+
+def test_docs_optimizer_table_is_the_catalogues():
+    """docs/optimizers.md holds exactly the table the catalogue generates (every entry, one row)."""
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "optimizer_table.py"
+    spec = importlib.util.spec_from_file_location("optimizer_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.DOC.read_text()
+    assert module.render(text) == text, "docs/optimizers.md is stale: run python scripts/optimizer_table.py"
+    table = catalogue.markdown_table()
+    assert all(f"| `{name}` |" in table for name in catalogue.names())
+    catalogue.register(catalogue.Entry("toy_sgd", optim.sgd, optax.sgd, verify=({"learning_rate": 0.1},)))
+    try:
+        assert module.render(text) != text  # a new entry makes the docs stale
+    finally:
+        catalogue.unregister("toy_sgd")
