@@ -36,10 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lab import sweep as sweep_module
 from lab.data import batch_indices
 from lab.problems import Problem, data_loss, init_params, load_data
-from lab.sweep import SweepConfig, run_sweep
+from lab.sweep import SweepConfig, clear_compile_cache, run_sweep
 
 PROBLEM = Problem(dataset="digits", hidden=(128,), activation="relu", init="he_normal", loss="cross_entropy")
 SIZES = (64, 128, 10)
@@ -70,7 +69,7 @@ def time_lab(runs: int, steps: int, repeats: int = 2) -> dict:
     (``repeats=0``: the first call's time less its compile time), and one call that saves results
     and a checkpoint per chunk."""
     config = workload(runs, steps)
-    sweep_module._compile.cache_clear()  # so that every point reports its compile time
+    clear_compile_cache()  # so that every point reports its compile time
     first = run_sweep(config, store_dir=None, quiet=True)
     seconds = [run_sweep(config, store_dir=None, quiet=True).wall_seconds for _ in range(repeats)]
     out = {"runs": config.runs, "seconds": min(seconds, default=first.wall_seconds - first.compile_seconds),

@@ -1,10 +1,32 @@
-"""Problem data: the validation split holds out part of the training set (so never the test set)."""
+"""Problems: validation of the config, and the data: the validation split holds out part of the
+training set (so never the test set)."""
 
 import jax
 import numpy as np
 import pytest
 
+import lab.sweep
 from lab.problems import VALIDATION_FRACTION, Problem, init_params, load_data
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(dataset="mnist"), r"Problem\.dataset: unknown data set 'mnist'"),
+    (dict(dataset="moons", loss="mse"), r"Problem\.loss: 'mse'"),
+    (dict(hidden=(0,)), r"Problem\.hidden: .*\(0,\)"),
+    (dict(activation="gelu"), r"Problem\.activation: .*'gelu'"),
+    (dict(n_train=10), r"Problem\.n_train"),
+    (dict(init="he_normal", init_std=1.0), r"Problem\.init_std: .*'he_normal'"),
+    (dict(init="normal", init_std=0.0), r"Problem\.init_std: .*got 0\.0"),
+    (dict(init="gaussian"), r"Problem\.init: "), (dict(validation="yes"), r"Problem\.validation: .*'yes'"),
+])
+def test_problem_validates_itself_naming_the_field(change, message):
+    with pytest.raises(ValueError, match=message) as info:
+        Problem(**change)
+    assert "\n" not in str(info.value)
+
+
+def test_the_sweep_package_exports_the_same_problem():
+    assert lab.sweep.Problem is Problem
 
 
 @pytest.mark.parametrize("problem", [Problem(validation=True),

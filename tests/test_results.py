@@ -1,4 +1,4 @@
-"""The results store on hand-built results (no training): round trip, atomicity, completeness."""
+"""The results store on hand-built results (no training): round trip, atomic writes, completeness."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def test_round_trip_without_pickle(tmp_path):
     with np.load(tmp_path / "results.npz", allow_pickle=False) as z:
         assert "train_loss" in z.files and "hparam.learning_rate" in z.files
     back = store.load(str(tmp_path))
+    assert isinstance(back.config, SweepConfig)
     assert back.config == result.config and back.path == str(tmp_path) and back.meta == result.meta
     for name in ("seed", "train_loss", "test_accuracy", "diverged_step", "weight_hist", "hist_edges"):
         np.testing.assert_array_equal(getattr(back, name), getattr(result, name))
@@ -128,3 +129,45 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
         assert json.load(f) == {"a": 1}
     with pytest.raises(TypeError, match="pickle"):
         store.save_npz(str(tmp_path / "o.npz"), {"o": np.asarray([{}], dtype=object)})
+
+
+def test_atomic_write_all_writes_the_whole_set_or_nothing(tmp_path, monkeypatch):
+    old = {"a.txt": b"old a", "b.txt": b"old b"}  # c.txt does not exist yet
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+
+    def content(data):
+        return lambda f: f.write(data)
+
+    def fail(f):
+        f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    def files():
+        return {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    # A write fails: nothing is renamed, and no temporary file stays.
+    writes = {str(tmp_path / "a.txt"): content(b"new a"), str(tmp_path / "c.txt"): content(b"new c"),
+              str(tmp_path / "b.txt"): fail}
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.atomic_write_all(writes)
+    assert files() == old
+
+    # A rename fails after others succeeded: the renamed files get their old content back (or go).
+    replace, renamed = os.replace, []
+
+    def replace_then_fail(src, dst):
+        if os.path.basename(dst) == "b.txt":
+            raise OSError("rename refused")
+        renamed.append(os.path.basename(dst))
+        replace(src, dst)
+
+    writes = {str(tmp_path / n): content(f"new {n[0]}".encode()) for n in ("a.txt", "c.txt", "b.txt")}
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", replace_then_fail)
+        with pytest.raises(OSError, match="rename refused"):
+            store.atomic_write_all(writes)
+    assert renamed[:2] == ["a.txt", "c.txt"] and files() == old  # (then a.txt is renamed back)
+
+    store.atomic_write_all(writes)
+    assert files() == {"a.txt": b"new a", "b.txt": b"new b", "c.txt": b"new c"}

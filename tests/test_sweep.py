@@ -7,6 +7,7 @@ Configs are tiny (two moons, a 16-unit MLP, tens of steps) so that the file runs
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import os
@@ -21,12 +22,13 @@ import numpy as np
 import optax
 import pytest
 
-from lab import sweep as sweep_module
+import lab.problems
+import lab.sweep.config as sweep_config
 from lab.data import batch_indices
 from lab.losses import accuracy, cross_entropy, mse
 from lab.models import init_mlp, mlp
 from lab.problems import load_data
-from lab.sweep import Problem, SweepConfig, SweepInterrupted, run_sweep, store
+from lab.sweep import Problem, SweepConfig, SweepInterrupted, chunk_layout, program, run_sweep, store
 
 MOONS = Problem(dataset="moons", hidden=(16,), n_train=100)
 LINREG = Problem(dataset="linreg", hidden=(), loss="mse", init="xavier_normal")
@@ -171,17 +173,18 @@ def test_a_run_does_not_depend_on_the_other_runs_of_its_sweep(reference_sweep):
     assert np.abs(result.weight_hist[r] - alone.weight_hist).sum() <= 2, alone.weight_hist
 
 
-def test_other_grid_values_fixed_numbers_and_log_every_reuse_the_compiled_program():
+def test_other_grid_values_fixed_numbers_and_log_every_reuse_the_compiled_program(monkeypatch):
     # Same problem, optimizer, run count and schedule: only values (swept and fixed) and log_every
     # differ, so the second sweep must compile nothing; both equal the runs alone in a Python loop.
     sweeps = [(dict(learning_rate=[1e-2, 3e-2]), dict(b1=0.8, l2=1e-3), 1),
               (dict(learning_rate=[2e-2, 5e-2]), dict(b1=0.6, l2=3e-3), 2)]
-    misses = []
+    builds, misses, build = [], [], program.build_program
+    monkeypatch.setattr(program, "build_program", lambda *args: builds.append(args) or build(*args))
     for grid, fixed, log_every in sweeps:
         config = SweepConfig.make(MOONS, "adam", grid, fixed, seeds=1, steps=12, batch_size=16,
                                   eval_every=6, log_every=log_every)
         result = run_sweep(config, store_dir=None, quiet=True, chunk_steps=6)
-        misses.append(sweep_module._compile.cache_info().misses)
+        misses.append(len(builds))  # a program is built only when the compile cache misses
         for r, lr in enumerate(grid["learning_rate"]):
             losses, evals, _, _ = reference_run(MOONS, (2, 16, 2), "adam", lr, 0, 12, 16, **fixed)
             np.testing.assert_allclose(result.train_loss[r], losses[::log_every], rtol=2e-5, atol=1e-6)
@@ -221,7 +224,7 @@ def test_store_reuses_finished_sweeps_and_force_reruns_bitwise(tmp_path, capsys,
     config = small()
     first = run_sweep(config, store_dir=str(tmp_path), quiet=False, chunk_steps=5)
     assert "small: adam, 4 runs" in capsys.readouterr().err  # the progress bar
-    directory = sweep_module.result_dir(config, str(tmp_path))
+    directory = store.result_dir(config, str(tmp_path))
     assert first.path == directory and os.path.basename(directory) == f"small-{config.hash()}"
     assert sorted(os.listdir(directory)) == ["results.json", "results.npz"]  # checkpoint removed
     with open(os.path.join(directory, "results.json")) as f:
@@ -233,7 +236,7 @@ def test_store_reuses_finished_sweeps_and_force_reruns_bitwise(tmp_path, capsys,
         raise AssertionError("a finished sweep was recomputed")
 
     with monkeypatch.context() as m:
-        m.setattr(sweep_module, "_compile", no_compile)
+        m.setattr(program, "compile_program", no_compile)
         again = run_sweep(config, store_dir=str(tmp_path), quiet=True)
     assert_same(first, again)
     forced = run_sweep(config, store_dir=str(tmp_path), quiet=True, force=True, chunk_steps=5)
@@ -254,25 +257,28 @@ def test_store_reuses_finished_sweeps_and_force_reruns_bitwise(tmp_path, capsys,
 def test_ctrl_c_saves_the_last_chunk_and_a_rerun_resumes_to_the_same_result(tmp_path, monkeypatch):
     config = small()
     uninterrupted = run_sweep(config, store_dir=None, quiet=True, chunk_steps=5)
-    original, calls = sweep_module._save_checkpoint, []
+    original, checkpoints = store.save_npz, []
 
-    def save_then_press_ctrl_c(*args):
-        original(*args)
-        calls.append(args[4])
-        if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGINT)
+    def save_then_press_ctrl_c(path, arrays, **kwargs):
+        digest = original(path, arrays, **kwargs)
+        if os.path.basename(path) == "checkpoint.npz":
+            checkpoints.append(json.loads(str(arrays["meta"]))["done"])
+            if len(checkpoints) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+        return digest
 
-    monkeypatch.setattr(sweep_module, "_save_checkpoint", save_then_press_ctrl_c)
+    monkeypatch.setattr(store, "save_npz", save_then_press_ctrl_c)
     with pytest.raises(SweepInterrupted) as info:
         run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
     assert "\n" not in str(info.value) and "step 15/40" in str(info.value) and "resume" in str(info.value)
-    directory = sweep_module.result_dir(config, str(tmp_path))
+    assert checkpoints == [5, 10, 15]  # the chunk in flight when Ctrl-C came was finished and saved
+    directory = store.result_dir(config, str(tmp_path))
     assert not store.is_complete(directory) and os.listdir(directory) == ["checkpoint.npz"]
-    monkeypatch.setattr(sweep_module, "_save_checkpoint", original)
+    monkeypatch.setattr(store, "save_npz", original)
     with open(os.path.join(directory, "checkpoint.npz"), "rb") as f:
         saved = f.read()
     with monkeypatch.context() as m:  # Ctrl-C while the resumed sweep compiles: the checkpoint stays
-        m.setattr(sweep_module, "_compile", ctrl_c_then(sweep_module._compile))
+        m.setattr(program, "compile_program", ctrl_c_then(program.compile_program))
         with pytest.raises(SweepInterrupted) as info:
             run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
     message = str(info.value)
@@ -285,7 +291,7 @@ def test_ctrl_c_saves_the_last_chunk_and_a_rerun_resumes_to_the_same_result(tmp_
     # not resumed from: the results are reused, and the stale checkpoint is removed.
     with open(os.path.join(directory, "checkpoint.npz"), "wb") as f:
         f.write(saved)
-    monkeypatch.setattr(sweep_module, "_compile", None)  # nothing may be compiled or run
+    monkeypatch.setattr(program, "compile_program", None)  # nothing may be compiled or run
     assert_same(uninterrupted, run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5))
     assert sorted(os.listdir(directory)) == ["results.json", "results.npz"]
 
@@ -301,13 +307,13 @@ def ctrl_c_then(fn):
 def test_ctrl_c_while_compiling_raises_sweep_interrupted_and_saves_nothing(tmp_path, monkeypatch):
     config = small()
     with monkeypatch.context() as m:
-        m.setattr(sweep_module, "_compile", ctrl_c_then(sweep_module._compile))
+        m.setattr(program, "compile_program", ctrl_c_then(program.compile_program))
         with pytest.raises(SweepInterrupted) as info:
             run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
     message = str(info.value)
     assert "\n" not in message and "'small'" in message and "compiling" in message
     assert "nothing saved" in message and "nothing to resume" in message
-    directory = sweep_module.result_dir(config, str(tmp_path))
+    directory = store.result_dir(config, str(tmp_path))
     assert not os.path.exists(directory) or os.listdir(directory) == []
     again = run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)  # starts over
     assert_same(run_sweep(config, store_dir=None, quiet=True, chunk_steps=5), again)
@@ -315,28 +321,24 @@ def test_ctrl_c_while_compiling_raises_sweep_interrupted_and_saves_nothing(tmp_p
 
 CHILD = textwrap.dedent("""
     import json, os, signal, sys
-    from lab import results as store, sweep
-    config = sweep.SweepConfig.from_dict(json.loads(sys.argv[1]))
+    from lab.sweep import SweepConfig, run_sweep, store
+    config = SweepConfig.from_dict(json.loads(sys.argv[1]))
     mode = sys.argv[3]
-    if mode == "checkpoint":  # killed right after the second checkpoint
-        original, calls = sweep._save_checkpoint, []
-        def save(*args):
-            original(*args); calls.append(1)
-            if len(calls) == 2:
-                os.kill(os.getpid(), signal.SIGKILL)
-        sweep._save_checkpoint = save
-    if mode == "results":  # killed with results.npz written and its sidecar not yet
-        original_npz = store.save_npz
-        def save_npz(path, arrays, **kw):
-            digest = original_npz(path, arrays, **kw)
-            if path.endswith("results.npz"):
-                os.kill(os.getpid(), signal.SIGKILL)
-            return digest
-        store.save_npz = save_npz
+    # "checkpoint": killed right after the second checkpoint; "results": killed with results.npz
+    # written and its sidecar not yet.
+    original_npz, calls = store.save_npz, []
+    def save_npz(path, arrays, **kw):
+        digest = original_npz(path, arrays, **kw)
+        calls.append(os.path.basename(path))
+        if (mode == "checkpoint" and calls.count("checkpoint.npz") == 2
+                or mode == "results" and calls[-1] == "results.npz"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return digest
+    store.save_npz = save_npz
     if mode == "devices":
         import jax
         assert jax.device_count() == 8, jax.devices()
-    sweep.run_sweep(config, store_dir=sys.argv[2], quiet=True, chunk_steps=5)
+    run_sweep(config, store_dir=sys.argv[2], quiet=True, chunk_steps=5)
 """)
 
 
@@ -350,7 +352,7 @@ def test_sigkill_loses_at_most_a_chunk_and_never_leaves_complete_looking_files(t
     config = small()
     child = run_child(config, str(tmp_path), mode)
     assert child.returncode == -signal.SIGKILL, child.stderr
-    directory = sweep_module.result_dir(config, str(tmp_path))
+    directory = store.result_dir(config, str(tmp_path))
     assert not store.is_complete(directory)
     with pytest.raises(store.IncompleteResultsError):
         store.load(directory)
@@ -367,7 +369,7 @@ def test_eight_devices_give_the_single_device_results(tmp_path):
     flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     child = run_child(config, str(tmp_path), "devices", flags)
     assert child.returncode == 0, child.stderr
-    sharded = store.load(sweep_module.result_dir(config, str(tmp_path)))
+    sharded = store.load(store.result_dir(config, str(tmp_path)))
     assert sharded.meta["device"]["count"] == 8 and sharded.meta["runs_padded"] == 8
     single = run_sweep(config, store_dir=None, quiet=True, chunk_steps=5)
     assert single.meta["device"]["count"] == 1 and single.diverged.sum() == 2
@@ -413,7 +415,6 @@ def test_a_sweep_under_x64_equals_the_same_sweep_without_it():
     (dict(steps=0), r"SweepConfig\.steps: .*got 0"),
     (dict(seeds=0), r"SweepConfig\.seeds: .*got 0"),
     (dict(eval_every=-1), r"SweepConfig\.eval_every: .*got -1"),
-    (dict(batch_size=101), r"SweepConfig\.batch_size: 101 is larger"),
     (dict(batch_size=0), r"SweepConfig\.batch_size: .*got 0"),
     (dict(name="a/b"), r"SweepConfig\.name: .*'a/b'"),
 ])
@@ -421,6 +422,59 @@ def test_config_validates_itself_naming_the_field(change, message):
     with pytest.raises(ValueError, match=message) as info:
         small(**change)
     assert "\n" not in str(info.value)
+
+
+def test_a_batch_larger_than_the_training_set_fails_in_run_sweep_before_compiling(tmp_path, monkeypatch):
+    config = small(batch_size=101)  # MOONS has 100 training examples; the config itself loads no data
+
+    def no_compile(*args):
+        raise AssertionError("compiled before checking the batch size")
+
+    monkeypatch.setattr(program, "compile_program", no_compile)
+    with pytest.raises(ValueError) as info:
+        run_sweep(config, store_dir=str(tmp_path), quiet=True)
+    assert str(info.value) == "SweepConfig.batch_size: 101 is larger than the 100 training examples"
+    assert os.listdir(tmp_path) == []  # nothing written
+    small(batch_size=100).check_batch_size(100)  # the whole training set is allowed
+
+
+def test_constructing_a_config_loads_no_data(monkeypatch):
+    # Any call of load_data, through whichever module's binding of it, is counted by its cache.
+    problem = Problem(dataset="moons", hidden=(16,), n_train=100, data_seed=91)  # cached nowhere
+
+    def no_data(problem):
+        raise AssertionError("a SweepConfig loaded data")
+
+    monkeypatch.setattr(lab.problems, "load_data", no_data)
+    before = load_data.cache_info()
+    config = small(problem=problem, batch_size=101)
+    SweepConfig.from_dict(config.to_dict())
+    after = load_data.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)
+
+
+def test_the_sweep_modules_import_one_another_without_a_cycle():
+    # Every import of lab.sweep's modules, module-level or inside a function, is an edge; importing
+    # the package itself (lab.sweep's __init__, which imports them all) from a module would be a cycle.
+    directory = os.path.dirname(sweep_config.__file__)
+    modules = sorted(f[:-3] for f in os.listdir(directory) if f.endswith(".py") and f != "__init__.py")
+    edges = {}
+    for name in modules:
+        with open(os.path.join(directory, name + ".py")) as f:
+            tree = ast.parse(f.read())
+        targets = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "lab.sweep":
+                targets |= {a.name if a.name in modules else "__init__" for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lab.sweep."):
+                targets.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                targets |= {a.name.split(".")[2] for a in node.names if a.name.startswith("lab.sweep.")}
+                assert not any(a.name == "lab.sweep" for a in node.names), name
+        edges[name] = targets
+    assert all("__init__" not in targets for targets in edges.values()), edges
+    assert edges["config"] == set() and edges["program"] == {"config"}, edges
+    assert edges["store"] == {"config"} and edges["run"] == {"config", "program", "store"}, edges
 
 
 @pytest.mark.parametrize("change, message", [
@@ -442,21 +496,6 @@ def test_config_from_dict_names_the_field(change, message):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(dataset="mnist"), r"Problem\.dataset: unknown data set 'mnist'"),
-    (dict(dataset="moons", loss="mse"), r"Problem\.loss: 'mse'"),
-    (dict(hidden=(0,)), r"Problem\.hidden: .*\(0,\)"),
-    (dict(activation="gelu"), r"Problem\.activation: .*'gelu'"),
-    (dict(n_train=10), r"Problem\.n_train"),
-    (dict(init="he_normal", init_std=1.0), r"Problem\.init_std: .*'he_normal'"),
-    (dict(init="normal", init_std=0.0), r"Problem\.init_std: .*got 0\.0"),
-    (dict(init="gaussian"), r"Problem\.init: "), (dict(validation="yes"), r"Problem\.validation: .*'yes'"),
-])
-def test_problem_validates_itself_naming_the_field(change, message):
-    with pytest.raises(ValueError, match=message):
-        Problem(**change)
-
-
 def test_config_round_trips_and_hashes_what_matters(monkeypatch):
     config = SweepConfig.make(MOONS, "momentum", {"learning_rate": [0.1, 0.01], "l1": 1e-4},
                               {"nesterov": True}, seeds=3, batch_size=None)
@@ -470,7 +509,7 @@ def test_config_round_trips_and_hashes_what_matters(monkeypatch):
     import lab
 
     before = config.hash()
-    monkeypatch.setattr(store, "FORMAT_VERSION", store.FORMAT_VERSION + 1)
+    monkeypatch.setattr(sweep_config, "FORMAT_VERSION", sweep_config.FORMAT_VERSION + 1)
     after_format = config.hash()
     monkeypatch.setattr(lab, "__version__", lab.__version__ + ".other")
     assert len({before, after_format, config.hash()}) == 3
@@ -480,7 +519,7 @@ def test_config_round_trips_and_hashes_what_matters(monkeypatch):
 @pytest.mark.parametrize("chunk", [1, 3, 7, 10, 25, 64])
 @pytest.mark.parametrize("eval_every, steps", [(10, 95), (7, 50), (50, 500), (500, 500), (9, 9)])
 def test_chunk_layout_puts_every_evaluation_at_a_segment_end(chunk, eval_every, steps):
-    chunk_steps, segment = sweep_module.chunk_layout(chunk, eval_every, steps)
+    chunk_steps, segment = chunk_layout(chunk, eval_every, steps)
     assert chunk_steps % segment == 0 and segment <= max(chunk, eval_every)
     ends = set(range(segment, steps + chunk_steps + 1, segment))
     assert all(e in ends for e in range(eval_every, steps, eval_every))

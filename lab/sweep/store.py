@@ -1,38 +1,31 @@
-"""The results store: a finished sweep as arrays (``results.npz``) plus a JSON sidecar.
-
-Layout of one sweep's directory ``<store>/<name>-<config hash>/``:
-
-- ``results.npz``: every per-run array of :class:`SweepResult` (run axis first), loaded with
-  ``allow_pickle=False``;
-- ``results.json``: the full config, seeds, versions of lab/jax/optax, device, timings and the
-  SHA-256 of ``results.npz``. It is written last, so it marks the results as complete: a directory
-  without it, or whose ``results.npz`` does not match the recorded hash, is not loaded;
-- ``checkpoint.npz``: the state of an unfinished sweep (removed once the results are written).
-
-:data:`FORMAT_VERSION` is in the sidecar and in the config hash (with ``lab.__version__``), so a
-sweep made by another engine lives in another directory and is never reused, and :func:`load`
-refuses results of another format. Bump it whenever the engine changes what a sweep computes or
-stores.
-
-Every file is written atomically: to a temporary name in the same directory, then renamed. A killed
-process leaves at worst a stray ``*.tmp`` file (removed by the next run, see
-:func:`remove_leftovers`), never a half-written file under a real name; an unreadable sidecar (say,
-truncated by a full disk) only makes the results incomplete.
+"""The results store: a finished sweep (:class:`SweepResult`) as ``results.npz`` plus a JSON sidecar
+``results.json``, written last, which marks the results complete; the checkpoint of an unfinished
+sweep beside them; and the atomic file writes (:func:`atomic_write`, :func:`atomic_write_all`) that
+every output of the lab goes through. Layout and guarantees: ``docs/sweeps.md``, "The store".
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
+import jax
 import numpy as np
 
-FORMAT_VERSION = 2  # 2: hist_edges per run, (runs, bins + 1)
+from lab.problems import init_params
+from lab.sweep.config import FORMAT_VERSION, SweepConfig
+
+__all__ = ["CHECKPOINT_NPZ", "FORMAT_VERSION", "RESULTS_JSON", "RESULTS_NPZ", "IncompleteResultsError",
+           "SweepResult", "atomic_write", "atomic_write_all", "is_complete", "load", "load_npz",
+           "remove_leftovers", "result_dir", "save", "save_json", "save_npz", "sha256"]
+
 RESULTS_NPZ = "results.npz"
 RESULTS_JSON = "results.json"
 CHECKPOINT_NPZ = "checkpoint.npz"
@@ -52,7 +45,7 @@ class SweepResult:
     """A finished sweep. Per-run arrays have the run axis first; runs are grid-major, seed-minor.
 
     Attributes:
-        config: the :class:`lab.sweep.SweepConfig` that produced it.
+        config: the :class:`SweepConfig` that produced it.
         hparams: swept name -> (runs,) float32 values (every name of ``config.grid``).
         seed: (runs,) int32 seed of each run (varies init and batch order, not the data).
         logged_steps: (L,) steps whose mini-batch loss is in ``train_loss``.
@@ -74,7 +67,7 @@ class SweepResult:
         path: the directory it was saved in, or None.
     """
 
-    config: Any
+    config: SweepConfig
     hparams: dict[str, np.ndarray]
     seed: np.ndarray
     logged_steps: np.ndarray
@@ -141,19 +134,68 @@ class SweepResult:
 # ----------------------------------------------------------------------------- files
 
 
-def atomic_write(path: str, write) -> None:
+def result_dir(config: SweepConfig, store_dir: str = "results") -> str:
+    """Where ``config``'s results live: ``<store_dir>/<name>-<hash>``."""
+    return os.path.join(store_dir, f"{config.name}-{config.hash()}")
+
+
+def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
     """Write a file atomically: ``write(file_object)`` into a temporary file, then rename it."""
+    atomic_write_all({path: write})
+
+
+def atomic_write_all(writes: Mapping[str, Callable[[IO[bytes]], None]]) -> None:
+    """Write several files as a set: ``write(file_object)`` for each path into a temporary file in
+    the path's directory, and only once every one was written, rename them into place.
+
+    If a write (or a rename) raises, every temporary file is removed and every file already renamed
+    gets its old content back (or is removed if it was new), so no partial file and no half-updated
+    set is left; the exception propagates. (A process killed between two renames can still leave
+    some files new and some old, never a partial one.)
+    """
+    temps: dict[str, str] = {}  # path -> its new content, written to a temporary name
+    backups: dict[str, str | None] = {}  # path -> a hard link to its old content (None: it was new)
+    try:
+        for path, write in writes.items():
+            temps[path] = _write_temp(path, write)
+        for path, tmp in temps.items():  # one file needs no backup: its rename happens or not
+            backups[path] = None
+            if len(temps) > 1 and os.path.isfile(path):
+                backups[path] = tmp[: -len(".tmp")] + ".old.tmp"
+                try:
+                    os.link(path, backups[path])
+                except OSError:  # a file system without hard links
+                    shutil.copyfile(path, backups[path])
+        done = []
+        try:
+            for path, tmp in temps.items():
+                os.replace(tmp, path)
+                done.append(path)
+        except BaseException:
+            for path in done:  # put the old set back
+                if backups[path] is None:
+                    os.unlink(path)
+                else:
+                    os.replace(backups[path], path)
+            raise
+    finally:
+        for name in [*temps.values(), *(b for b in backups.values() if b is not None)]:
+            if os.path.exists(name):
+                os.unlink(name)
+
+
+def _write_temp(path: str, write: Callable[[IO[bytes]], None]) -> str:
+    """``write`` into a new temporary file beside ``path`` (``<name>.<random>.tmp``); its name."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.unlink(tmp)
         raise
+    return tmp
 
 
 def save_npz(path: str, arrays: dict[str, np.ndarray], digest: bool = True) -> str | None:
@@ -236,8 +278,6 @@ def _read_sidecar(directory: str) -> dict:
 
 def save(directory: str, result: SweepResult) -> None:
     """Save ``result`` into ``directory``: arrays first, then the sidecar that marks them complete."""
-    import jax
-
     arrays = {name: np.asarray(getattr(result, name)) for name in _ARRAYS}
     arrays.update({f"hparam.{k}": np.asarray(v) for k, v in result.hparams.items()})
     n_leaves = 0
@@ -269,8 +309,6 @@ def load(path: str) -> SweepResult:
     Raises:
         IncompleteResultsError: if the directory holds no complete, consistent results.
     """
-    from lab.sweep import SweepConfig
-
     directory = path if os.path.isdir(path) else os.path.dirname(path)
     side = _read_sidecar(directory)
     arrays = load_npz(os.path.join(directory, RESULTS_NPZ))
@@ -292,16 +330,5 @@ def load(path: str) -> SweepResult:
 
 
 def _unflatten_params(problem, leaves):
-    import functools
-
-    import jax
-
-    from lab.problems import init_params
-
     shapes = jax.eval_shape(functools.partial(init_params, problem), jax.random.key(0))
-    treedef = jax.tree_util.tree_structure(shapes)
-    return jax.tree_util.tree_unflatten(treedef, leaves)
-
-
-def result_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(SweepResult))
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), leaves)
