@@ -187,6 +187,7 @@ def _compute(sweep: _Sweep) -> SweepResult:
 
     final_params = jax.tree.map(lambda a: _get(a)[:runs], state.params)
     diverged_step = _get(state.diverged_step)[:runs]
+    stats = weight_stats(final_params)
     result = SweepResult(
         config=config,
         hparams=config.run_hparams(),
@@ -203,7 +204,7 @@ def _compute(sweep: _Sweep) -> SweepResult:
         wall_seconds=_wall_seconds(sweep),
         compile_seconds=progress.compile_seconds,
         meta=_meta(runs_padded, sweep.chunk_steps),
-        **weight_stats(final_params),
+        **stats,
     )
     if sweep.directory is not None and jax.process_index() == 0:
         store.save(sweep.directory, result)
