@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lab.activations import Activation, get_activation
 from lab.initializers import Initializer, get_initializer, zeros
@@ -78,3 +79,46 @@ def mlp_hidden(params: MLPParams, x: Array, activation: str | Activation = "relu
 def count_params(params) -> int:
     """Total number of scalars in a params pytree."""
     return sum(int(jnp.size(leaf)) for leaf in jax.tree_util.tree_leaves(params))
+
+
+# ----------------------------------------------------------------------------- convolutions
+
+
+def conv(x: Array, w: Array, stride: int = 1, padding: int = 0) -> Array:
+    """Convolution (cross-correlation, as in every deep-learning library) over the spatial axes of
+    channels-last ``x``: (batch, *spatial, c_in) with ``w`` (*kernel, c_in, c_out) -> (batch,
+    *spatial_out, c_out), each spatial axis padded with ``padding`` zeros on both sides."""
+    n_spatial = w.ndim - 2
+    spatial = "WHD"[:n_spatial][::-1] if n_spatial > 1 else "W"
+    dims = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+    return jax.lax.conv_general_dilated(x, w, window_strides=(stride,) * n_spatial,
+                                        padding=[(padding, padding)] * n_spatial, dimension_numbers=dims)
+
+
+def init_cnn(key: Array, kernel: Sequence[int], channels: Sequence[int], n_out: int,
+             init: str | Initializer = "he_normal", dtype=jnp.float32) -> dict:
+    """Params of :func:`cnn`: conv layers ``{"w": (*kernel, c_in, c_out), "b": (c_out,)}`` for the
+    widths ``channels = (c_in, c_1, ..., c_k)``, then a dense head (c_k, n_out). A conv weight's fan-in
+    is ``prod(kernel) * c_in`` (what He and Xavier initialization need)."""
+    kernel, channels = tuple(int(k) for k in kernel), tuple(int(c) for c in channels)
+    init_fn = get_initializer(init)
+    keys = jax.random.split(key, len(channels))
+    size = int(np.prod(kernel))
+    convs = [{"w": init_fn(k, size * c_in, c_out, dtype=dtype).reshape(*kernel, c_in, c_out),
+              "b": zeros(c_out, dtype)}
+             for k, c_in, c_out in zip(keys[:-1], channels[:-1], channels[1:], strict=True)]
+    head = {"w": init_fn(keys[-1], channels[-1], n_out, dtype=dtype), "b": zeros(n_out, dtype)}
+    return {"conv": convs, "head": head}
+
+
+def cnn(params: dict, x: Array, activation: str | Activation = "relu", stride: int = 2,
+        padding: int = 1) -> Array:
+    """Convolutions (each followed by the activation), global average pooling over space, and a
+    dense head: (batch, *spatial, c_in) -> (batch, n_out) logits."""
+    act = get_activation(activation)
+    h = x
+    for layer in params["conv"]:
+        out = conv(h, layer["w"], stride, padding)
+        h = act.fn(out + jnp.broadcast_to(layer["b"], out.shape))
+    pooled = jnp.mean(h, axis=tuple(range(1, h.ndim - 1)))  # (batch, channels)
+    return linear(params["head"], pooled)

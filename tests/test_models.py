@@ -110,3 +110,39 @@ def test_batch_of_one():
     x = jax.random.normal(jax.random.key(8), (1, 5))
     _, ref = _numpy_mlp(params, x, NUMPY_ACTIVATIONS["tanh"])
     np.testing.assert_allclose(mlp(params, x, "tanh"), ref, rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- convolutions
+
+
+@pytest.mark.parametrize(("kernel", "spatial"), [((5,), (40,)), ((3, 3), (8, 8))])
+def test_cnn_matches_torch_conv_layers(kernel, spatial, x64):
+    """lab's CNN (convolutions, ReLU, global mean pooling, dense head) against torch.nn.functional's
+    conv1d/conv2d with the same weights, in float64."""
+    import torch
+
+    from lab.models import cnn, init_cnn
+
+    params = init_cnn(jax.random.key(0), kernel, (1, 6, 7), 10, dtype=jnp.float64)
+    params = jax.tree.map(lambda a: a + 0.01, params)  # nonzero biases
+    x = jax.random.normal(jax.random.key(1), (3, *spatial, 1), jnp.float64)
+    out = np.asarray(cnn(params, x))
+    t = lambda a: torch.tensor(np.asarray(a))  # noqa: E731
+    h = t(x).movedim(-1, 1)  # channels first
+    conv = torch.nn.functional.conv1d if len(kernel) == 1 else torch.nn.functional.conv2d
+    for layer in params["conv"]:
+        w = t(layer["w"]).movedim((-1, -2), (0, 1))  # (out, in, *kernel)
+        h = torch.relu(conv(h, w, t(layer["b"]), stride=2, padding=1))
+    ref = h.mean(dim=tuple(range(2, h.ndim))) @ t(params["head"]["w"]) + t(params["head"]["b"])
+    assert out.shape == (3, 10)
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_cnn_init_uses_the_convolutions_fan_in():
+    """He init of a (5, c_in, c_out) kernel has variance 2 / (5 c_in), as torch's kaiming_normal_."""
+    from lab.models import init_cnn
+
+    params = init_cnn(jax.random.key(0), (5,), (16, 256, 4), 10)
+    w = np.asarray(params["conv"][0]["w"])
+    assert w.shape == (5, 16, 256)
+    np.testing.assert_allclose(w.var(), 2 / (5 * 16), rtol=0.05)
