@@ -1,17 +1,19 @@
 """optimizer-lab: see, measure and trust how training by backpropagation depends on the optimizer.
 
-The library is a flat set of modules, each with one job:
+Modules and packages, each with one job:
 
 - :mod:`lab.activations`, :mod:`lab.initializers`, :mod:`lab.models`, :mod:`lab.losses`,
   :mod:`lab.regularizers`: the numerics, as pure functions over plain pytrees;
 - :mod:`lab.backprop`: the MLP's gradient by the chain rule, written by hand;
-- :mod:`lab.data`: embedded and generated data sets, and on-device batching;
-- :mod:`lab.optim`: hand-written optimizers as ``optax.GradientTransformation``;
-- :mod:`lab.verify`: step-by-step comparison of two optimizers;
-- :mod:`lab.problems`, :mod:`lab.sweep`, :mod:`lab.results`: whole comparisons (optimizers x
-  hyperparameters x seeds) as one compiled program, and the store that saves and resumes them;
-- :mod:`lab.experiments`, :mod:`lab.analysis`: the comparisons the lab exists for;
-  :mod:`lab.plotting` (the only module that imports matplotlib) draws their figures.
+- :mod:`lab.data`, :mod:`lab.mnist1d`: embedded and generated data sets, and on-device batching;
+- :mod:`lab.optim`: hand-written optimizers as ``optax.GradientTransformation``, and the optimizer
+  catalogue (:mod:`lab.optim.catalogue`) that every other part of the lab reads;
+- :mod:`lab.verify`: step-by-step comparison of an optimizer with a reference;
+- :mod:`lab.problems`, :mod:`lab.sweep` (``config``, ``program``, ``run``, ``store``): whole
+  comparisons (hyperparameters x seeds) as one compiled program, and the store that saves and
+  resumes them;
+- :mod:`lab.experiments` (one module per experiment), :mod:`lab.analysis`: the comparisons the lab
+  exists for; :mod:`lab.plotting` holds the figures' shared helpers.
 """
 
 from importlib.metadata import PackageNotFoundError, version
