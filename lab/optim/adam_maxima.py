@@ -227,7 +227,8 @@ register(Entry(
             {"learning_rate": 1e-2, "bias_correction_mu": False, "bias_correction_nu": False}),
     search_space=(LEARNING_RATE, _B1, _B2, Hyperparameter("eps", 1e-10, 1e-4)),
     torch=Torch("Adam", "Adam(amsgrad=True) keeps the maximum of the raw v and divides it by the current "
-                "1−β₂ᵗ; optax the maximum of the corrected v̂ (the two agree while v̂ grows)"),
+                "1−β₂ᵗ; optax the maximum of the corrected v̂: they agree while v̂ grows, and torch forgets a "
+                "large early gradient that optax keeps"),
 ))
 register(Entry(
     "adamax", adamax, optax.adamax, label="Adamax", complex_params=True,

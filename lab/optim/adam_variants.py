@@ -369,8 +369,8 @@ register(Entry(
     verify=({"learning_rate": 1e-3},
             {"learning_rate": 1e-2, "b1": 0.5, "b2": 0.99, "eps": 1e-6, "eps_root": 1e-8}),
     search_space=(LEARNING_RATE, _B1, _B2, Hyperparameter("eps", 1e-10, 1e-4)),
-    torch=Torch("NAdam", "torch multiplies β₁ by a warm-up, μₜ = β₁(1 − 0.5·0.96^(t·momentum_decay)) with "
-                "momentum_decay=4e-3; a large momentum_decay (1e4: μₜ = β₁) gives optax's rule"),
+    torch=Torch("NAdam", "torch multiplies β₁ by a warm-up, μₜ = β₁(1 − 0.5·0.96^(t·momentum_decay)), "
+                "momentum_decay=4e-3; 1e4 (μₜ = β₁) gives optax's rule, to torch's float32 product of μₜ"),
 ))
 register(Entry(
     "nadamw", nadamw, optax.nadamw, label="NAdamW", complex_params=True,
