@@ -38,8 +38,9 @@ from lab.optim.classic import adagrad, adam, adamw, momentum, rmsprop, sgd
 # The zoo, after the classic six (the catalogue keeps registration order): each family module
 # registers its optimizers in the catalogue and exports them.
 # isort: off
-from lab.optim import adam_variants, adaptive, adaptive_contrib, sign_and_steps, structured
+from lab.optim import adam_maxima, adam_variants, adaptive, adaptive_contrib, sign_and_steps, structured
 from lab.optim.adam_variants import *  # noqa: F403
+from lab.optim.adam_maxima import *  # noqa: F403
 from lab.optim.adaptive import *  # noqa: F403
 from lab.optim.adaptive_contrib import *  # noqa: F403
 from lab.optim.sign_and_steps import *  # noqa: F403
@@ -75,6 +76,7 @@ __all__ = [
     "sgd",
     "trace",
     *adam_variants.__all__,
+    *adam_maxima.__all__,
     *adaptive.__all__,
     *adaptive_contrib.__all__,
     *sign_and_steps.__all__,
