@@ -37,15 +37,11 @@ from lab.optim.catalogue import Entry, Hyperparameter, Torch, register
 def scale_by_sign() -> optax.GradientTransformation:
     r"""Keep each coordinate's sign: :math:`u_t = \operatorname{sign}(g_t)` (0 where :math:`g_t = 0`)."""
 
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
     def update_fn(updates, state, params=None):
         del params
         return jax.tree.map(jnp.sign, updates), state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
 class ScaleByLionState(NamedTuple):
@@ -329,8 +325,9 @@ def rprop(learning_rate: Scalar, eta_minus: Scalar = 0.5, eta_plus: Scalar = 1.2
 def optax_rprop(learning_rate, eta_minus=0.5, eta_plus=1.2, min_step_size=1e-6,
                 max_step_size=50.0) -> optax.GradientTransformation:
     """``optax.rprop`` emitting the update it computes: ``optax.scale_by_rprop`` (0.2.8) stores the
-    step ``step_size * sign(g)`` of the current gradient in its state but returns the previous one
-    (optax pull request 1725); this reference returns the stored step, negated."""
+    step ``step_size * sign(g)`` of the current gradient in its state but returns the previous one;
+    this reference returns the stored step, negated."""
+    # The same fix is proposed upstream: google-deepmind/optax pull request 1725.
     inner = optax.scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size)
 
     def update_fn(updates, state, params=None):
@@ -368,7 +365,7 @@ register(Entry(
                   Hyperparameter("gamma", 0.1, 1.0, "linear")),
 ))
 register(Entry(
-    "rprop", rprop, optax_rprop, reference_name="optax.rprop (the update it stores; optax PR 1725)",
+    "rprop", rprop, optax_rprop, reference_name="optax.rprop, returning the step it stores",
     label="Rprop", schedule=False,
     verify=({"learning_rate": 0.1},
             {"learning_rate": 0.01, "eta_minus": 0.3, "eta_plus": 1.5, "min_step_size": 1e-3,
@@ -380,4 +377,4 @@ register(Entry(
 ))
 
 __all__ = ["AddNoiseState", "ScaleByLionState", "ScaleByRpropState", "add_noise", "lion", "noisy_sgd",
-           "optax_rprop", "rprop", "scale_by_lion", "scale_by_rprop", "scale_by_sign", "sign_sgd", "signum"]
+           "rprop", "scale_by_lion", "scale_by_rprop", "scale_by_sign", "sign_sgd", "signum"]

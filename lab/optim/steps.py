@@ -15,13 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lab.optim.adam_variants import scale_by_nadam
+from lab.optim.adaptive import scale_by_trust_ratio
 from lab.optim.base import (
     Array,
     Scalar,
     ScalarOrSchedule,
     Updates,
     abs_sq,
-    bias_correction,
     cast,
     check_flag,
     check_learning_rate,
@@ -30,7 +31,7 @@ from lab.optim.base import (
     safe_increment,
     zeros_like,
 )
-from lab.optim.blocks import ScaleByAdamState, add_decayed_weights, scale_by_learning_rate
+from lab.optim.blocks import add_decayed_weights, scale_by_adam, scale_by_learning_rate
 from lab.optim.catalogue import LEARNING_RATE, Entry, Hyperparameter, Torch, register
 
 _F64_EPS = float(np.finfo(np.float64).eps)
@@ -51,10 +52,6 @@ def scale_by_polyak(f_min: Scalar = 0.0, max_learning_rate: Scalar = 1.0, eps: S
     if variant not in ("sps", "sps+"):
         raise ValueError(f"variant must be 'sps' or 'sps+', got {variant!r}")
 
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
     def update_fn(updates, state, params=None, *, value=None, **extra_args):
         del params, extra_args
         if value is None:
@@ -62,7 +59,7 @@ def scale_by_polyak(f_min: Scalar = 0.0, max_learning_rate: Scalar = 1.0, eps: S
         leaves = jax.tree.leaves(updates)
         if not leaves:
             return updates, state
-        sq_norm = sum(jnp.sum(jnp.square(x.real) + jnp.square(x.imag)) for x in leaves)
+        sq_norm = sum(jnp.sum(abs_sq(x)) for x in leaves)
         v = jnp.asarray(value)
         gap = (v - cast(f_min, v.dtype)).astype(sq_norm.dtype)
         if variant == "sps+":
@@ -74,40 +71,7 @@ def scale_by_polyak(f_min: Scalar = 0.0, max_learning_rate: Scalar = 1.0, eps: S
                          jnp.minimum(gap / denom, cast(max_learning_rate, denom.dtype)))
         return jax.tree.map(lambda g: cast(step, g.dtype) * g, updates), state
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def scale_by_trust_ratio(min_norm: Scalar = 0.0, trust_coefficient: Scalar = 1.0,
-                         eps: Scalar = 0.0) -> optax.GradientTransformation:
-    r"""Rescale each leaf to the size of its parameters:
-    :math:`u = c \max(\|\theta\|, n_0) / (\max(\|u\|, n_0) + \epsilon)\, u` (ratio 1 where a norm is 0).
-
-    Norms are per leaf (the Frobenius norm of a matrix), with :math:`n_0` = ``min_norm``.
-    """
-    check_scalar("min_norm", min_norm, 0.0)
-    check_scalar("trust_coefficient", trust_coefficient, 0.0)
-    check_scalar("eps", eps, 0.0)
-
-    def norm(x):
-        n = jnp.linalg.norm(x)
-        return jnp.where(n <= min_norm, cast(min_norm, n.dtype), n)
-
-    def rescale(u, p):
-        p_norm, u_norm = norm(p), norm(u)
-        ratio = cast(trust_coefficient, p_norm.dtype) * p_norm / (u_norm + cast(eps, u_norm.dtype))
-        ratio = jnp.where((p_norm == 0) | (u_norm == 0), jnp.ones([], p.dtype), ratio)
-        return u * ratio
-
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
-    def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("scale_by_trust_ratio needs params: call update(updates, state, params)")
-        return jax.tree.map(rescale, updates, params), state
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(optax.init_empty_state, update_fn)
 
 
 class FromageStepState(NamedTuple):
@@ -117,8 +81,8 @@ class FromageStepState(NamedTuple):
 
 
 def fromage_step(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
-    r"""Fromage's step from a rescaled direction :math:`r_t`, shrinking the parameters so that their
-    norm does not grow: :math:`u_t = (-\alpha_t r_t + (1 - \sqrt{1 + \alpha_t^2})\,\theta_t)
+    r"""Fromage's step along a rescaled direction :math:`r_t`, then a division of the parameters by
+    :math:`\sqrt{1 + \alpha_t^2}`: :math:`u_t = (-\alpha_t r_t + (1 - \sqrt{1 + \alpha_t^2})\,\theta_t)
     / \sqrt{1 + \alpha_t^2}`."""
     check_learning_rate(learning_rate)
 
@@ -130,10 +94,11 @@ def fromage_step(learning_rate: ScalarOrSchedule) -> optax.GradientTransformatio
         if params is None:
             raise ValueError("fromage needs params: call update(updates, state, params)")
         lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
-        root = (1 + lr**2) ** 0.5
-        # mult - 1 as -lr^2 / (root (1 + root)): computed as 1 / root - 1 it cancels to a 1e-5
-        # relative error in float32 (a traced learning rate) at lr = 0.05.
-        neg_step, shrink = -(lr / root), -(lr**2) / (root * (1 + root))
+        mult = 1 / (1 + lr**2) ** 0.5
+        # mult - 1 as optax computes it: in float32 (a schedule, or a traced learning rate) it cancels
+        # to a relative error of about 1e-5 at lr = 0.05; the stable -lr^2 / (r (1 + r)), r = 1 / mult,
+        # would part from optax's schedule case by more than float32's tolerance.
+        neg_step, shrink = -(mult * lr), mult - 1
         updates = jax.tree.map(lambda r, p: cast(neg_step, r.dtype) * r + cast(shrink, p.dtype) * p,
                                updates, params)
         return updates, FromageStepState(count=safe_increment(state.count))
@@ -204,48 +169,6 @@ def scale_by_optimistic_gradient(alpha: Scalar = 1.0, beta: Scalar = 1.0) -> opt
 
         new = jax.tree.map(f, updates, state.previous_gradient)
         return new, ScaleByOptimisticGradientState(jnp.array(False), previous_gradient=updates)
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _scale_by_adam(b1: Scalar, b2: Scalar, eps: Scalar, eps_root: Scalar,
-                   nesterov: bool) -> optax.GradientTransformation:
-    r""":func:`lab.optim.scale_by_adam` with optax's Nesterov option and complex leaves (:math:`|g|^2`).
-
-    With Nesterov, :math:`\hat m_t = \beta_1 m_t / (1 - \beta_1^{t+1}) + (1 - \beta_1) g_t / (1 -
-    \beta_1^t)` (Dozat, 2016).
-    """
-    check_scalar("b1", b1, 0.0, 1.0)
-    check_scalar("b2", b2, 0.0, 1.0)
-    check_scalar("eps", eps, 0.0)
-    check_scalar("eps_root", eps_root, 0.0)
-    check_flag("nesterov", nesterov)
-    one_minus_b1, one_minus_b2 = 1 - b1, 1 - b2
-
-    def init_fn(params):
-        return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params), nu=zeros_like(params))
-
-    def update_fn(updates, state, params=None):
-        del params
-        mu = jax.tree.map(lambda g, m: cast(one_minus_b1, g.dtype) * g + cast(b1, g.dtype) * m,
-                          updates, state.mu)
-        nu = jax.tree.map(
-            lambda g, v: cast(one_minus_b2, v.dtype) * abs_sq(g).astype(v.dtype) + cast(b2, v.dtype) * v,
-            updates, state.nu)
-        count = safe_increment(state.count)
-        bc1, bc2 = bias_correction(b1, count), bias_correction(b2, count)
-        bc1_next = bias_correction(b1, safe_increment(count))
-
-        def direction(g, m, v):
-            if nesterov:
-                m_hat = (cast(b1, m.dtype) * (m / bc1_next.astype(m.dtype))
-                         + cast(one_minus_b1, m.dtype) * (g / bc1.astype(g.dtype)))
-            else:
-                m_hat = m / bc1.astype(m.dtype)
-            v_hat = v / bc2.astype(v.dtype)
-            return m_hat / (jnp.sqrt(v_hat + cast(eps_root, v.dtype)) + cast(eps, v.dtype))
-
-        return jax.tree.map(direction, updates, mu, nu), ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -379,7 +302,7 @@ def optimistic_adam_v2(learning_rate: ScalarOrSchedule, *, alpha: Scalar = 1.0, 
         r_t = \hat m_t / (\sqrt{\hat v_t + \bar\epsilon} + \epsilon), \qquad
         u_t = -\alpha_t \left((\alpha + \beta) r_t - \beta r_{t-1}\right), \qquad r_0 = r_1
 
-    with Adam's bias-corrected moments (by default in Nesterov's form, as in optax).
+    with Adam's bias-corrected moments (by default NAdam's, :func:`lab.optim.scale_by_nadam`, as in optax).
 
     Args:
         learning_rate: :math:`\alpha_t \ge 0` or a schedule.
@@ -399,9 +322,11 @@ def optimistic_adam_v2(learning_rate: ScalarOrSchedule, *, alpha: Scalar = 1.0, 
         Daskalakis et al., *Training GANs with Optimism*, ICLR 2018.
     """
     check_learning_rate(learning_rate)
-    return checked_chain(_scale_by_adam(b1, b2, eps, eps_root, nesterov),
-                         scale_by_optimistic_gradient(alpha, beta), scale_by_learning_rate(learning_rate),
-                         allow_complex=True, name="lab.optim.optimistic_adam_v2")
+    check_flag("nesterov", nesterov)
+    adam = scale_by_nadam(b1, b2, eps, eps_root) if nesterov else scale_by_adam(b1, b2, eps, eps_root)
+    return checked_chain(adam, scale_by_optimistic_gradient(alpha, beta),
+                         scale_by_learning_rate(learning_rate), allow_complex=True,
+                         name="lab.optim.optimistic_adam_v2")
 
 
 # ----------------------------------------------------------------------------- catalogue entries
@@ -444,4 +369,4 @@ register(Entry(
 
 __all__ = ["FromageStepState", "ScaleByAdadeltaState", "ScaleByOptimisticGradientState", "adadelta",
            "fromage", "fromage_step", "optimistic_adam_v2", "optimistic_gradient_descent", "polyak_sgd",
-           "scale_by_adadelta", "scale_by_optimistic_gradient", "scale_by_polyak", "scale_by_trust_ratio"]
+           "scale_by_adadelta", "scale_by_optimistic_gradient", "scale_by_polyak"]
