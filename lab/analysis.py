@@ -27,11 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lab.activations import get_activation
+from lab.activations import Activation, get_activation
 from lab.data import TEST_FUNCTIONS
 from lab.initializers import normal
 from lab.losses import get_loss
-from lab.models import init_mlp, linear, mlp
+from lab.models import init_mlp, mlp, mlp_hidden
 
 Array = jax.Array
 OptimizerFactory = Callable[[Array], optax.GradientTransformation]  # learning_rate -> transformation
@@ -59,18 +59,12 @@ def _scaled_mlp(key: Array, sizes: tuple[int, ...], stds: Array):
     return [{"w": layer["w"] * stds[i], "b": layer["b"]} for i, layer in enumerate(params)]
 
 
-def _switched(activations: tuple[str, ...], index: Array) -> Callable[[Array], Array]:
-    fns = [get_activation(a).fn for a in activations]
-    return lambda z: jax.lax.switch(index, fns, z)
-
-
-def _forward(params, x: Array, act: Callable[[Array], Array]) -> tuple[Array, list[Array]]:
-    """MLP logits and the post-activation output of every hidden layer."""
-    hidden, h = [], x
-    for layer in params[:-1]:
-        h = act(linear(layer, h))
-        hidden.append(h)
-    return linear(params[-1], h), hidden
+def _switched(activations: tuple[str, ...], index: Array) -> Activation:
+    """The activation ``activations[index]`` for a traced ``index`` (``lax.switch`` picks it)."""
+    picked = [get_activation(a) for a in activations]
+    fns, grads = [a.fn for a in picked], [a.grad for a in picked]
+    return Activation("switched", lambda z: jax.lax.switch(index, fns, z),
+                      lambda z: jax.lax.switch(index, grads, z))
 
 
 @functools.partial(jax.jit, static_argnames=("sizes", "activations", "loss"))
@@ -97,7 +91,7 @@ def layer_gradient_norms(keys: Array, x: Array, y: Array, stds: Array, *, sizes:
 
     def one(index, layer_stds, key):
         act = _switched(names, index)
-        grads = jax.grad(lambda p: loss_fn(_forward(p, x, act)[0], y))(_scaled_mlp(key, sizes, layer_stds))
+        grads = jax.grad(lambda p: loss_fn(mlp(p, x, act), y))(_scaled_mlp(key, sizes, layer_stds))
         return jnp.stack([jnp.sqrt(jnp.sum(jnp.square(g["w"]))) for g in grads])
 
     index = jnp.asarray([names.index(a) for a in activations], jnp.int32)
@@ -118,7 +112,7 @@ def layer_activation_stds(keys: Array, x: Array, stds: Array, *, sizes: tuple[in
     names = tuple(dict.fromkeys(activations))
 
     def one(index, layer_stds, key):
-        _, hidden = _forward(_scaled_mlp(key, sizes, layer_stds), x, _switched(names, index))
+        hidden = mlp_hidden(_scaled_mlp(key, sizes, layer_stds), x, _switched(names, index))
         return jnp.stack([jnp.std(h) for h in hidden])
 
     index = jnp.asarray([names.index(a) for a in activations], jnp.int32)
@@ -268,7 +262,6 @@ def magnitude_histogram(params, edges: np.ndarray) -> np.ndarray:
     idx = np.clip(np.searchsorted(edges, w, side="right") - 1, 0, bins - 1)
     return np.stack([np.bincount(row[np.isfinite(mag)], minlength=bins)
                      for row, mag in zip(idx, w, strict=True)])
-
 
 
 def steps_to_target(eval_steps: np.ndarray, accuracy: np.ndarray, target: float) -> np.ndarray:

@@ -1,6 +1,7 @@
 """``lab list``, ``lab run``, ``lab figures``: output, and bad input answered in one line with status 2,
 leaving nothing behind. (The full ``lab figures --quick`` run is in test_figures.py.)"""
 
+import dataclasses
 import json
 import os
 
@@ -9,7 +10,7 @@ from matplotlib.figure import Figure
 
 from lab import plotting
 from lab.cli import main
-from lab.experiments import EXPERIMENTS
+from lab.experiments import registry
 
 
 def _exit_status(argv) -> int:
@@ -33,7 +34,7 @@ def _files(root) -> list[str]:
 def test_list_prints_every_experiment_with_a_description(capsys):
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == list(EXPERIMENTS)
+    assert [line.split()[0] for line in lines] == list(registry())
     assert all(len(line.split()) > 3 for line in lines)
 
 
@@ -86,30 +87,36 @@ def test_run_speed_draws_its_figure_and_prints_a_table(tmp_path, capsys, monkeyp
     assert os.listdir("figs") == ["12_speed.png"]
 
 
-def test_a_failing_draw_leaves_no_partial_figure(tmp_path, capsys, monkeypatch):
-    class Broken(Figure):
-        def savefig(self, *args, **kwargs):
-            raise OSError("disk full")
+class Broken(Figure):
+    def savefig(self, *args, **kwargs):
+        raise OSError("disk full")
 
+
+def test_a_failing_draw_leaves_no_partial_figure(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(plotting.DRAWERS, "speed",
-                        lambda record: {"12_speed.png": Figure(), "x.png": Broken()})
+    speed = registry()["speed"]
+    monkeypatch.setitem(registry(), "speed", dataclasses.replace(
+        speed, figures=("12_speed.png", "x.png"),
+        draw=lambda record: {"12_speed.png": Figure(), "x.png": Broken()}))
     with pytest.raises(OSError, match="disk full"):
         main(["run", "speed", "--out", "figs", "--results", "res"])
     assert not [f for f in _files("figs") if f.endswith((".png", ".tmp"))]
 
 
-def test_draw_writes_all_figures_or_none(tmp_path):
-    class Broken(Figure):
-        def savefig(self, *args, **kwargs):
-            raise OSError("disk full")
-
-    drawers = {"ok": lambda record: {"a.png": Figure(), "b.png": Broken()}}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(plotting, "DRAWERS", drawers)
-        with pytest.raises(OSError, match="disk full"):
-            plotting.draw("ok", None, str(tmp_path))
+def test_save_writes_all_figures_or_none(tmp_path):
+    with pytest.raises(OSError, match="disk full"):
+        plotting.save({"a.png": Figure(), "b.png": Broken()}, str(tmp_path))
     assert os.listdir(tmp_path) == []
+    # A figure that cannot be put in place (a directory is in its way) leaves the others as they were.
+    (tmp_path / "a.png").write_bytes(b"old")
+    (tmp_path / "b.png").mkdir()
+    with pytest.raises(OSError):
+        plotting.save({"a.png": Figure(), "b.png": Figure()}, str(tmp_path))
+    assert (tmp_path / "a.png").read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["a.png", "b.png"]
+    os.rmdir(tmp_path / "b.png")
+    assert plotting.save({"a.png": Figure(), "b.png": Figure()}, str(tmp_path)) == [
+        str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_run_speed_draws_the_benchmark_when_it_was_measured(tmp_path, capsys, monkeypatch):

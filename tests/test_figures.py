@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from lab import experiments, plotting
+from lab import plotting
 from lab.cli import main
-from lab.experiments import EXPERIMENTS
+from lab.experiments import get_experiment, load_record, record_dir, registry
+
+EXPERIMENTS = registry()
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def quick(tmp_path_factory):
 
 
 def _record(results: str, name: str):
-    record = experiments.load_record(experiments.record_dir(results, name, EXPERIMENTS[name].quick))
+    record = load_record(record_dir(results, name, get_experiment(name).make_config(quick=True)))
     assert record is not None, f"no saved record for {name}"
     return record
 
@@ -40,24 +42,25 @@ def test_every_figure_is_drawn(quick):
 def test_adam_at_its_default_lr_beats_sgd_at_the_same_lr(quick):
     # Kingma & Ba (2015), and every optimizer benchmark since: at lr 1e-3 (Adam's default) and the
     # same number of steps, plain SGD has barely moved while Adam has trained.
-    a = _record(quick[1], "optimizers").arrays
+    record = _record(quick[1], "optimizers")
     final = {}
     for opt in ("adam", "sgd"):
-        at = a[f"{opt}.tune.hp.learning_rate"] == np.float32(1e-3)
-        final[opt] = a[f"{opt}.tune.train_loss_eval"][at, -1]
+        tune = record.sweeps[f"{opt}.tune"]
+        at = tune.select(learning_rate=1e-3)
+        final[opt] = tune.train_loss_eval[at, -1]
         assert at.sum() >= 2 and np.all(np.isfinite(final[opt]))
     assert final["adam"].max() < 0.5 * final["sgd"].min(), final
 
 
 def test_l1_gives_more_near_zero_weights_than_l2_at_matched_strength(quick):
-    a = _record(quick[1], "regularization").arrays
-    for strength in EXPERIMENTS["regularization"].quick.strengths:
-        l1 = a["l1.near_zero_fraction"][a["l1.hp.l1"] == np.float32(strength)]
-        l2 = a["l2.near_zero_fraction"][a["l2.hp.l2"] == np.float32(strength)]
-        assert l1.min() > l2.max(), (strength, l1, l2)
-    strong = np.float32(1e-3)
-    assert a["l1.near_zero_fraction"][a["l1.hp.l1"] == strong].mean() > 0.25
-    assert a["l2.near_zero_fraction"][a["l2.hp.l2"] == strong].mean() < 0.05
+    sweeps = _record(quick[1], "regularization").sweeps
+    l1, l2 = sweeps["l1"], sweeps["l2"]
+    for strength in get_experiment("regularization").make_config(quick=True).strengths:
+        sparse = l1.near_zero_fraction[l1.select(l1=strength)]
+        dense = l2.near_zero_fraction[l2.select(l2=strength)]
+        assert sparse.size == dense.size >= 2 and sparse.min() > dense.max(), (strength, sparse, dense)
+    assert l1.near_zero_fraction[l1.select(l1=1e-3)].mean() > 0.25
+    assert l2.near_zero_fraction[l2.select(l2=1e-3)].mean() < 0.05
 
 
 def test_sigmoid_first_layer_gradient_vanishes_next_to_relu_with_he(quick):
@@ -76,7 +79,7 @@ def test_small_normal_init_shrinks_activations_and_he_keeps_them_with_relu(quick
 
 def test_every_hand_written_optimizer_stays_within_tolerance_of_optax(quick):
     a = _record(quick[1], "verification").arrays
-    for opt in EXPERIMENTS["verification"].quick.optimizers:
+    for opt in get_experiment("verification").make_config(quick=True).optimizers:
         errors, tolerances = a[f"{opt}.step_errors"], a[f"{opt}.tolerances"]
         assert np.all(errors <= tolerances[:, None]), opt
 
@@ -90,10 +93,22 @@ def test_figures_again_redraws_from_saved_results_without_training(quick, monkey
     for name, e in EXPERIMENTS.items():
         if e.reuse:
             monkeypatch.setitem(EXPERIMENTS, name, dataclasses.replace(e, run=must_not_run))
-    before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
+    drawn = {}
+    for f in sorted(os.listdir(out)):
+        with open(os.path.join(out, f), "rb") as png:
+            drawn[f] = png.read()
+    # Every figure goes: half are deleted, the others replaced by junk; all must come back as they were.
+    for i, f in enumerate(drawn):
+        if i % 2:
+            os.unlink(os.path.join(out, f))
+        else:
+            with open(os.path.join(out, f), "wb") as png:
+                png.write(b"junk")
     assert main(["figures", "--quick", "--quiet", "--out", out, "--results", results]) == 0
-    assert all(os.path.getmtime(os.path.join(out, f)) >= t for f, t in before.items())
-    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+    assert sorted(os.listdir(out)) == sorted(drawn)
+    for f, content in drawn.items():
+        with open(os.path.join(out, f), "rb") as png:
+            assert png.read() == content, f"{f} was not redrawn as it was drawn from the same results"
 
 
 def test_seed_band_ignores_diverged_seeds_without_warnings():
