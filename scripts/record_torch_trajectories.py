@@ -8,6 +8,12 @@ Each row of ``ROWS`` is one PyTorch optimizer setting, the ``lab.optim`` call th
 :func:`objective`: Rosenbrock in (x, y) plus a badly scaled quadratic in a vector ``w`` whose
 gradients are of order 1e-6 (where the placement of ``eps`` matters) and a scalar ``s``.
 ``tests/test_optim.py`` replays every row with ``lab.optim`` (in JAX, float64) and compares.
+
+``ZOO_ROWS`` (the fixture's ``"zoo"``) records the torch counterparts of the rest of the catalogue:
+each row names its torch setting and its problem, ``"rosenbrock"`` (the objective above) or
+``"matrix"`` (:func:`matrix_objective`: two least-squares problems in a tall and a wide matrix, for
+optimizers that work on matrices: Adafactor's factored moments, Muon, which takes matrices only).
+``tests/test_torch_zoo.py`` holds the ``lab.optim`` call of each row and replays it.
 """
 
 from __future__ import annotations
@@ -49,6 +55,31 @@ ROWS = [
 ]
 
 
+# name, problem, torch class, torch kwargs
+ZOO_ROWS = [
+    ("nadam", "rosenbrock", "NAdam", {"lr": 1e-2}),
+    ("nadam_momentum_decay_1e4", "rosenbrock", "NAdam", {"lr": 1e-2, "momentum_decay": 1e4}),
+    ("nadam_decoupled", "rosenbrock", "NAdam",
+     {"lr": 1e-2, "momentum_decay": 1e4, "weight_decay": 1e-2, "decoupled_weight_decay": True}),
+    ("radam", "rosenbrock", "RAdam", {"lr": 1e-2}),
+    ("radam_eps_0", "rosenbrock", "RAdam", {"lr": 1e-2, "eps": 0.0}),
+    ("radam_decoupled", "rosenbrock", "RAdam",
+     {"lr": 1e-2, "eps": 0.0, "weight_decay": 1e-2, "decoupled_weight_decay": True}),
+    ("adamax", "rosenbrock", "Adamax", {"lr": 1e-2}),
+    ("adam_amsgrad", "rosenbrock", "Adam", {"lr": 1e-2, "amsgrad": True}),
+    ("adadelta", "rosenbrock", "Adadelta", {"lr": 1.0}),
+    ("adadelta_weight_decay", "rosenbrock", "Adadelta", {"lr": 1.0, "weight_decay": 0.1}),
+    ("rprop", "rosenbrock", "Rprop", {"lr": 1e-3}),
+    ("rprop_lr_above_max", "rosenbrock", "Rprop", {"lr": 0.1, "step_sizes": (1e-6, 1e-2)}),
+    ("adafactor", "rosenbrock", "Adafactor", {"lr": 1e-2}),
+    ("adafactor_matrix", "matrix", "Adafactor", {"lr": 0.2, "weight_decay": 0.1}),
+    ("muon", "matrix", "Muon", {"lr": 1e-2}),
+    ("muon_no_nesterov", "matrix", "Muon", {"lr": 1e-2, "nesterov": False, "weight_decay": 0.0}),
+    ("muon_match_rms_adamw", "matrix", "Muon", {"lr": 1e-2, "adjust_lr_fn": "match_rms_adamw"}),
+]
+MATRIX_SHAPES = {"W": (4, 3), "V": (2, 5)}  # torch's layout (out, in): a tall and a wide matrix
+
+
 def objective(xy, w, s, c):
     """(1 - x)^2 + 100 (y - x^2)^2 + sum_i c_i w_i^2 / 2 + (s - 1)^2 / 2 (torch or jax arrays)."""
     x, y = xy[0], xy[1]
@@ -74,12 +105,57 @@ def record() -> dict:
                      "lab": {"factory": lab_name, "kwargs": lab_kwargs, "l2_before": l2},
                      "exact": exact, "path": path})
     return {"torch_version": torch.__version__, "steps": STEPS, "start": START, "w_scale": W_SCALE,
-            "rows": rows}
+            "rows": rows, "zoo": record_zoo()}
+
+
+def matrix_objective(p, d):
+    """0.5 |X W - Y|^2 / 6 + 0.5 |V B - C|^2 / 2 for W (4, 3), V (2, 5) (torch or jax arrays; d holds
+    X (6, 4), Y (6, 3), B (5, 4), C (2, 4))."""
+    return (0.5 * ((d["X"] @ p["W"] - d["Y"]) ** 2).sum() / 6
+            + 0.5 * ((p["V"] @ d["B"] - d["C"]) ** 2).sum() / 2)
+
+
+def _matrix_problem(torch):
+    """The matrix problem's data and start: standard normal draws of a fixed seed."""
+    gen = torch.Generator().manual_seed(0)
+    draw = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa: E731
+    data = {"X": draw(6, 4), "Y": draw(6, 3), "B": draw(5, 4), "C": draw(2, 4)}
+    start = {k: draw(*shape) for k, shape in MATRIX_SHAPES.items()}
+    return {k: v.tolist() for k, v in data.items()}, {k: v.tolist() for k, v in start.items()}
+
+
+def record_zoo() -> dict:
+    """The ``ZOO_ROWS`` trajectories (float64, ``STEPS`` steps each) with both problems' definitions."""
+    import torch
+
+    torch.set_default_dtype(torch.float64)
+    data, matrix_start = _matrix_problem(torch)
+    tensors = {k: torch.tensor(v) for k, v in data.items()}
+    problems = {
+        "rosenbrock": (START, lambda p: objective(p["xy"], p["w"], p["s"], torch.tensor(W_SCALE))),
+        "matrix": (matrix_start, lambda p: matrix_objective(p, tensors)),
+    }
+    rows = []
+    for name, problem, cls, torch_kwargs in ZOO_ROWS:
+        start, loss = problems[problem]
+        params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in start.items()}
+        opt = getattr(torch.optim, cls)(list(params.values()), **torch_kwargs)
+        path = {k: [v.detach().tolist()] for k, v in params.items()}
+        for _ in range(STEPS):
+            opt.zero_grad()
+            loss(params).backward()
+            opt.step()
+            for k, v in params.items():
+                path[k].append(v.detach().tolist())
+        rows.append({"name": name, "problem": problem, "torch": {"class": cls, "kwargs": torch_kwargs},
+                     "path": path})
+    return {"matrix": {"data": data, "start": matrix_start}, "rows": rows}
 
 
 if __name__ == "__main__":
     data = record()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(data, separators=(",", ":")) + "\n")
-    print(f"wrote {len(data['rows'])} trajectories of {data['steps']} steps to {OUT} "
-          f"({OUT.stat().st_size / 1024:.0f} KiB, torch {data['torch_version']})")
+    n = len(data["rows"]) + len(data["zoo"]["rows"])
+    print(f"wrote {n} trajectories of {data['steps']} steps to {OUT} ({OUT.stat().st_size / 1024:.0f} KiB, "
+          f"torch {data['torch_version']})")
