@@ -262,6 +262,21 @@ def test_polyak_step_from_the_loss_value():
         tx.update(G1, tx.init(THETA), THETA)
 
 
+def test_polyak_norm_spans_a_mixed_precision_tree_and_keeps_each_leaf_dtype():
+    """One step size from the norm of the whole tree (bfloat16 and float32 leaves, summed in float32);
+    optax's update of the bfloat16 leaf comes out float32, the lab's stays bfloat16."""
+    params = {"a": jnp.ones(3, jnp.bfloat16), "b": jnp.ones(2)}
+    grads = {"a": jnp.full((1, 3), 0.5, jnp.bfloat16), "b": jnp.full((1, 2), 0.25)}
+    lab, ref = _updates(grads, params, steps.polyak_sgd(), refs=[optax.polyak_sgd()],
+                        values=jnp.full(1, 0.5))
+    assert lab["a"].dtype == jnp.bfloat16 and lab["b"].dtype == ref["a"].dtype == jnp.float32
+    step = 0.5 / (3 * 0.25 + 2 * 0.0625)  # below max_learning_rate = 1
+    np.testing.assert_allclose(np.asarray(lab["b"]), -step * 0.25, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(lab["b"]), np.asarray(ref["b"]))
+    np.testing.assert_allclose(np.asarray(lab["a"], np.float64), -step * 0.5, rtol=2.0**-8)  # bf16 rounding
+    np.testing.assert_allclose(np.asarray(ref["a"]), -step * 0.5, rtol=1e-6)
+
+
 def test_polyak_scaling_schedule_equals_optax():
     kw = {"max_learning_rate": 0.5, "scaling": lambda c: 1.0 / (1.0 + c.astype(jnp.float32))}
     t = jnp.arange(4, dtype=jnp.float32)

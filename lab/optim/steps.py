@@ -59,15 +59,17 @@ def scale_by_polyak(f_min: Scalar = 0.0, max_learning_rate: Scalar = 1.0, eps: S
         leaves = jax.tree.leaves(updates)
         if not leaves:
             return updates, state
-        sq_norm = sum(jnp.sum(abs_sq(x)) for x in leaves)
+        with jax.numpy_dtype_promotion("standard"):  # one norm over the tree, in its leaves' common dtype
+            wide = jnp.result_type(*[x.dtype for x in leaves])
+        sq_norm = sum(jnp.sum(abs_sq(x)).astype(wide) for x in leaves)
         v = jnp.asarray(value)
         gap = (v - cast(f_min, v.dtype)).astype(sq_norm.dtype)
         if variant == "sps+":
             gap = jnp.maximum(gap, 0)
         denom = sq_norm + cast(eps, sq_norm.dtype)
         # Below float64's epsilon (compared in float32 at least, as optax does) the step is 0.
-        wide = jnp.promote_types(denom.dtype, jnp.float32)
-        step = jnp.where(denom.astype(wide) <= cast(_F64_EPS, wide), jnp.zeros_like(denom),
+        at_least_32 = jnp.promote_types(denom.dtype, jnp.float32)
+        step = jnp.where(denom.astype(at_least_32) <= cast(_F64_EPS, at_least_32), jnp.zeros_like(denom),
                          jnp.minimum(gap / denom, cast(max_learning_rate, denom.dtype)))
         return jax.tree.map(lambda g: cast(step, g.dtype) * g, updates), state
 
