@@ -38,12 +38,14 @@ from lab.optim.classic import adagrad, adam, adamw, momentum, rmsprop, sgd
 # The zoo, after the classic six (the catalogue keeps registration order): each family module
 # registers its optimizers in the catalogue and exports them.
 # isort: off
-from lab.optim import adam_maxima, adam_variants, adaptive, adaptive_contrib, sign_and_steps, structured
+from lab.optim import adam_maxima, adam_variants, adaptive, adaptive_contrib
+from lab.optim import sign_and_steps, steps, structured
 from lab.optim.adam_variants import *  # noqa: F403
 from lab.optim.adam_maxima import *  # noqa: F403
 from lab.optim.adaptive import *  # noqa: F403
 from lab.optim.adaptive_contrib import *  # noqa: F403
 from lab.optim.sign_and_steps import *  # noqa: F403
+from lab.optim.steps import *  # noqa: F403
 from lab.optim.structured import *  # noqa: F403
 # isort: on
 
@@ -80,6 +82,7 @@ __all__ = [
     *adaptive.__all__,
     *adaptive_contrib.__all__,
     *sign_and_steps.__all__,
+    *steps.__all__,
     *structured.__all__,
 ]
 

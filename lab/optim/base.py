@@ -117,12 +117,13 @@ def checked_chain(*transforms: optax.GradientTransformation, allow_complex: bool
                   name: str = "this optimizer") -> optax.GradientTransformation:
     """``optax.chain`` whose ``init`` rejects leaves it cannot optimize with a clear error: non-floating
     ones, and complex ones unless ``allow_complex`` (gradients of complex parameters are conjugated
-    by the caller, as in optax)."""
+    by the caller, as in optax). Extra arguments of ``update`` (a loss ``value``) reach every
+    transformation that takes them, as in ``optax.chain``."""
     chained = optax.chain(*transforms)
 
     def init_fn(params):
         check_float_leaves(params, allow_complex, name)
         return chained.init(params)
 
-    return optax.GradientTransformation(init_fn, chained.update)
+    return optax.GradientTransformationExtraArgs(init_fn, chained.update)
 
