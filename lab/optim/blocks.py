@@ -332,18 +332,23 @@ def add_decayed_weights(weight_decay: Scalar = 0.0) -> optax.GradientTransformat
         weight_decay: :math:`\lambda \ge 0`.
 
     Returns:
-        A stateless ``optax.GradientTransformation``; its ``update`` needs ``params``.
+        A stateless ``optax.GradientTransformation``; its ``update`` needs ``params`` (except for a
+        Python ``0``, which leaves the updates as they are without reading the parameters: one pass
+        over memory less in optimizers whose decay is off by default).
 
     References:
         Loshchilov and Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
     """
     check_scalar("weight_decay", weight_decay, 0.0)
+    off = isinstance(weight_decay, int | float) and not isinstance(weight_decay, bool) and weight_decay == 0
 
     def init_fn(params):
         del params
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None):
+        if off:
+            return updates, state
         if params is None:
             raise ValueError("add_decayed_weights needs params: call update(updates, state, params)")
         updates = jax.tree.map(lambda g, p: g + cast(weight_decay, g.dtype) * p, updates, params)
