@@ -91,6 +91,13 @@ def cast(value: Scalar, dtype) -> Array:
     return jnp.asarray(value).astype(dtype)
 
 
+def at_least_float32(dtype) -> jnp.dtype:
+    """``dtype`` if it has 32 bits or more, else float32 (``jnp.promote_types`` refuses mixed
+    floats under strict dtype promotion)."""
+    dtype = jnp.dtype(dtype)
+    return dtype if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
+
+
 def bias_correction(decay: Scalar, count: Array) -> Array:
     """``1 - decay**count`` in at least float32 (see the module's dtype policy)."""
     d = jnp.asarray(decay)

@@ -20,6 +20,7 @@ from lab.optim.base import (
     Scalar,
     ScalarOrSchedule,
     Updates,
+    at_least_float32,
     cast,
     check_learning_rate,
     check_scalar,
@@ -128,7 +129,7 @@ def add_noise(eta: Scalar, gamma: Scalar, key) -> optax.GradientTransformation:
 
         def noisy(g, k):
             # sigma in float32 at least (float64 for float64 leaves), as optax computes it.
-            dt = jnp.promote_types(g.dtype, jnp.float32)
+            dt = at_least_float32(g.dtype)
             sigma = jnp.sqrt(cast(eta, dt) / count.astype(dt) ** cast(gamma, dt))
             return g + cast(sigma, g.dtype) * jax.random.normal(k, g.shape, g.dtype)
 

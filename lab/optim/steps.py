@@ -23,6 +23,7 @@ from lab.optim.base import (
     ScalarOrSchedule,
     Updates,
     abs_sq,
+    at_least_float32,
     cast,
     check_flag,
     check_learning_rate,
@@ -68,7 +69,7 @@ def scale_by_polyak(f_min: Scalar = 0.0, max_learning_rate: Scalar = 1.0, eps: S
             gap = jnp.maximum(gap, 0)
         denom = sq_norm + cast(eps, sq_norm.dtype)
         # Below float64's epsilon (compared in float32 at least, as optax does) the step is 0.
-        at_least_32 = jnp.promote_types(denom.dtype, jnp.float32)
+        at_least_32 = at_least_float32(denom.dtype)
         step = jnp.where(denom.astype(at_least_32) <= cast(_F64_EPS, at_least_32), jnp.zeros_like(denom),
                          jnp.minimum(gap / denom, cast(max_learning_rate, denom.dtype)))
         return jax.tree.map(lambda g: cast(step, g.dtype) * g, updates), state
