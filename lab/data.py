@@ -4,6 +4,7 @@
   a stratified 80/20 train/test split drawn from an explicit key.
 - :func:`two_moons`, :func:`circles`: 2D binary classification with Gaussian noise.
 - :func:`linear_regression_task`: ``y = x @ w_true + b_true + noise`` with known weights.
+- :func:`read_npz`: your own data from a NumPy ``.npz`` file, checked array by array.
 - :data:`TEST_FUNCTIONS`: 2D :class:`Surface` s with known minima for trajectory pictures.
 - :func:`batch_indices`: the indices of step ``t``'s batch, computed inside ``jit``.
 
@@ -13,6 +14,10 @@ Every generator takes an explicit PRNG key: same key, same data.
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
+import os
+import zipfile
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -116,6 +121,102 @@ def linear_regression_task(key: Array, n_train: int = 200, n_test: int = 200, d:
     x = jax.random.normal(k_x, (n_train + n_test, d), jnp.float32)
     y = x @ w + b[None, :] + noise * jax.random.normal(k_e, (n_train + n_test, 1), jnp.float32)
     return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:]), w, b
+
+
+# ----------------------------------------------------------------------------- your own data
+
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def read_npz(path: str) -> tuple[str, Dataset]:
+    """Your own data set from a ``.npz`` file (``numpy.savez``), with the SHA-256 of its bytes.
+
+    The file holds ``x_train``, ``y_train``, ``x_test``, ``y_test`` (other arrays are ignored); it is
+    read with ``allow_pickle=False``. ``x_*`` are (examples, *features) numbers, returned as float32.
+    ``y_*`` are either integer class labels (examples,), returned as int32, or float regression
+    targets (examples,) or (examples, k), returned as float32 (examples, k).
+
+    Returns:
+        ``(sha256, dataset)``, the arrays as NumPy arrays.
+
+    Raises:
+        ValueError: one line naming the array and what is wrong with it: not a file or not an
+            ``.npz``, a missing array, an empty set, shapes that do not match (x against y, train
+            against test), a NaN or an infinity, labels below 0 or not of one kind (integer
+            labels in one set, float targets in the other).
+    """
+    if not os.path.isfile(path):
+        raise ValueError("not a file")
+    st = os.stat(path)
+    return _read_npz(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_npz(path: str, size: int, mtime_ns: int) -> tuple[str, Dataset]:
+    del size, mtime_ns  # part of the cache key only: a changed file is read again
+    with open(path, "rb") as f:
+        content = f.read()  # hashed and parsed from the same bytes: a file changing meanwhile is no risk
+    return hashlib.sha256(content).hexdigest(), _parse_npz(content)
+
+
+def _parse_npz(content: bytes) -> Dataset:
+    try:
+        with np.load(io.BytesIO(content), allow_pickle=False) as z:
+            missing = [k for k in NPZ_ARRAYS if k not in z.files]
+            if missing:
+                held = ", ".join(z.files) or "none"
+                raise ValueError(f"missing array {missing[0]} (the file holds {held}; "
+                                 f"expected {', '.join(NPZ_ARRAYS)})")
+            arrays = {k: _array(z, k) for k in NPZ_ARRAYS}
+    except (zipfile.BadZipFile, EOFError, OSError):
+        raise ValueError("not a NumPy .npz file (write one with numpy.savez)") from None
+    except AttributeError:  # np.load returned one array: a .npy file
+        raise ValueError("a .npy file holds one array; save x_train, y_train, x_test, y_test with "
+                         "numpy.savez") from None
+    x_tr, y_tr, x_te, y_te = (arrays[k] for k in NPZ_ARRAYS)
+    for name, x in (("x_train", x_tr), ("x_test", x_te)):
+        if x.ndim < 2 or x.shape[0] == 0 or x.size == 0:
+            raise ValueError(f"{name}: expected a non-empty (examples, features...) array, "
+                             f"got shape {x.shape}")
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise ValueError(f"x_test: features of shape {x_te.shape[1:]}, x_train's are {x_tr.shape[1:]}")
+    labels = [np.issubdtype(y.dtype, np.integer) for y in (y_tr, y_te)]
+    if labels[0] != labels[1]:
+        raise ValueError(f"y_test: {y_te.dtype} values, y_train's are {y_tr.dtype}: both integer class "
+                         f"labels or both float regression targets")
+    for name, x, y in (("y_train", x_tr, y_tr), ("y_test", x_te, y_te)):
+        if y.shape[:1] != x.shape[:1]:
+            raise ValueError(f"{name}: {y.shape[0] if y.ndim else 'no'} rows, x{name[1:]} has {x.shape[0]}")
+        if labels[0] and y.ndim != 1:
+            raise ValueError(f"{name}: integer class labels must be one per example (n,), "
+                             f"got shape {y.shape}")
+        if labels[0] and y.min() < 0:
+            raise ValueError(f"{name}: labels must be 0, 1, 2, ...; found {int(y.min())}")
+        if labels[0] and y.max() > np.iinfo(np.int32).max:
+            raise ValueError(f"{name}: label {int(y.max())} is out of range")
+        if not labels[0] and not 1 <= y.ndim <= 2:
+            raise ValueError(f"{name}: regression targets must be (n,) or (n, k), got shape {y.shape}")
+    if not labels[0] and y_tr.shape[1:] != y_te.shape[1:]:
+        raise ValueError(f"y_test: targets of shape {y_te.shape[1:]}, y_train's are {y_tr.shape[1:]}")
+    x_tr, x_te = x_tr.astype(np.float32), x_te.astype(np.float32)
+    if labels[0]:
+        y_tr, y_te = y_tr.astype(np.int32), y_te.astype(np.int32)
+    else:
+        y_tr, y_te = (y.astype(np.float32).reshape(y.shape[0], -1) for y in (y_tr, y_te))
+    for name, a in zip(NPZ_ARRAYS, (x_tr, y_tr, x_te, y_te), strict=True):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}: holds NaN or infinite values (in float32)")
+    return Dataset(x_tr, y_tr, x_te, y_te)
+
+
+def _array(z, name: str) -> np.ndarray:
+    try:
+        a = z[name]
+    except ValueError:  # an object array, which only pickle could load
+        raise ValueError(f"{name}: an object array (it would need pickle); save numbers") from None
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ValueError(f"{name}: expected integer or float numbers, got dtype {a.dtype}")
+    return a
 
 
 # ----------------------------------------------------------------------------- 2D surfaces

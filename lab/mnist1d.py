@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from lab.data import Dataset
 
@@ -74,6 +73,8 @@ def _transform(x: np.ndarray, args: Mnist1dArgs, rng: np.random.RandomState) -> 
     x = x * (1 + args.scale_coeff * (rng.rand() - 0.5))  # scale
     k = rng.choice(args.max_translation)  # translate (circularly)
     x = np.concatenate([x[-k:], x[:-k]])
+    from scipy.ndimage import gaussian_filter1d  # here: importing scipy.ndimage takes a while
+
     mask = x != 0  # correlated noise where the signal is padding, then i.i.d. noise everywhere
     corr = gaussian_filter1d(args.corr_noise_scale * rng.randn(*x.shape), 2)
     x = mask * x + (1 - mask) * corr

@@ -394,7 +394,7 @@ def test_a_sweep_under_x64_equals_the_same_sweep_without_it():
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(optimizer="adamax"), r"SweepConfig\.optimizer: unknown optimizer 'adamax'"),
+    (dict(optimizer="adamx"), r"SweepConfig\.optimizer: unknown optimizer 'adamx'; valid: sgd, .*'module:attr'"),
     (dict(grid={"learning_rat": [1e-3]}), r"SweepConfig\.grid: 'learning_rat' is not a hyperparameter"),
     (dict(grid={}), r"SweepConfig\.grid: empty"),
     (dict(grid={"learning_rate": []}), r"SweepConfig\.grid: 'learning_rate' has no values"),
@@ -505,14 +505,10 @@ def test_config_round_trips_and_hashes_what_matters(monkeypatch):
     assert config.hash() != SweepConfig.make(MOONS, "momentum", {"learning_rate": [0.1, 0.01], "l1": 1e-4},
                                              {"nesterov": False}, seeds=3, batch_size=None).hash()
     np.testing.assert_array_equal(config.run_seeds(), [0, 1, 2, 0, 1, 2])
-    # Results of another engine (results format or lab version) are under another name.
-    import lab
-
+    # Results of another engine (results format) are under another name.
     before = config.hash()
     monkeypatch.setattr(sweep_config, "FORMAT_VERSION", sweep_config.FORMAT_VERSION + 1)
-    after_format = config.hash()
-    monkeypatch.setattr(lab, "__version__", lab.__version__ + ".other")
-    assert len({before, after_format, config.hash()}) == 3
+    assert config.hash() != before
     np.testing.assert_array_equal(config.run_hparams()["learning_rate"], np.float32([0.1] * 3 + [0.01] * 3))
 
 

@@ -3,7 +3,8 @@
 
 Constructing a config checks every field without loading data; the check that needs the data (a
 batch no larger than the training set) is :meth:`SweepConfig.check_batch_size`, which
-:func:`lab.sweep.run_sweep` calls once it has the data.
+:func:`lab.sweep.run_sweep` calls once it has the data. The optimizer is a catalogue name,
+``"module:factory"`` (``"optax:NAME"``) or a factory; its identity (:mod:`lab.specs`) is hashed.
 """
 
 from __future__ import annotations
@@ -19,24 +20,34 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lab.optim import OPTIMIZERS, get_optimizer
+from lab import specs
+from lab.optim import OPTIMIZERS
 from lab.problems import Problem
 
 __all__ = ["FORMAT_VERSION", "PENALTIES", "SweepConfig", "optimizer_factory"]
 
-# The results format: in every results sidecar and in the config hash (with lab.__version__), so
-# results of another engine live under another name. Bump it whenever the engine changes what a
+# The results format: in every results sidecar and in the config hash (with the sources' identity),
+# so results of another engine live under another name. Bump it whenever the engine changes what a
 # sweep computes or stores. (Here rather than in the store so that the config needs no store.)
-FORMAT_VERSION = 2  # 2: hist_edges per run, (runs, bins + 1)
+FORMAT_VERSION = 3  # 2: hist_edges per run, (runs, bins + 1); 3: sources in the sidecar, params by path
 PENALTIES = ("l1", "l2")  # swept or fixed like optimizer kwargs, but enter the objective
+_TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError,
+                  jax.errors.TracerArrayConversionError)
 
 
-def optimizer_factory(name: str) -> Callable[..., optax.GradientTransformation]:
-    """The optimizer factory called ``name``: :func:`lab.optim.get_optimizer`."""
-    return get_optimizer(name)
+def optimizer_factory(spec: specs.Spec) -> Callable[..., optax.GradientTransformation]:
+    """The factory a config's optimizer spec names (imported again if read from saved results)."""
+    return spec.resolve("SweepConfig.optimizer", OPTIMIZERS)
+
+
+def is_array_value(value) -> bool:
+    """A fixed value that enters the program as an array (a number), not as a static constant."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,9 @@ class SweepConfig:
 
     Attributes:
         problem: what is trained (:class:`lab.problems.Problem`).
-        optimizer: a key of :data:`lab.optim.OPTIMIZERS`.
+        optimizer: a name of the catalogue (:data:`lab.optim.OPTIMIZERS`), ``"module:factory"``
+            (``"my_pkg.opt:my_adam"``, ``"optax:lion"``) or, from Python, the factory itself; it is
+            called with keyword hyperparameters and returns an ``optax.GradientTransformation``.
         grid: ``((name, (value, ...)), ...)``: swept optimizer kwargs and ``"l1"``/``"l2"``
             penalty strengths; every combination (cartesian product) is run. Values are run as
             float32.
@@ -62,6 +75,7 @@ class SweepConfig:
             at ``steps``).
         log_every: record the mini-batch loss every this many steps.
         name: a label for the results directory (letters, digits, ``._-``).
+        identity: the SHA-256 of the optimizer's, the model's and the data's source (filled in).
     """
 
     problem: Problem
@@ -74,9 +88,10 @@ class SweepConfig:
     eval_every: int = 50
     log_every: int = 1
     name: str = "sweep"
+    identity: tuple[str, ...] = dataclasses.field(init=False, repr=False)
 
     @classmethod
-    def make(cls, problem: Problem, optimizer: str, grid: Mapping[str, Any],
+    def make(cls, problem: Problem, optimizer: str | Callable, grid: Mapping[str, Any],
              fixed: Mapping[str, Any] | None = None, **kwargs) -> SweepConfig:
         """Build from dicts and lists: ``make(problem, "adam", {"learning_rate": [1e-3, 1e-2]}, seeds=2)``.
 
@@ -92,9 +107,11 @@ class SweepConfig:
     def __post_init__(self):
         if not isinstance(self.problem, Problem):
             raise ValueError(f"SweepConfig.problem: expected a Problem, got {type(self.problem).__name__}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"SweepConfig.optimizer: unknown optimizer {self.optimizer!r}; "
-                             f"valid: {', '.join(OPTIMIZERS)}")
+        if not isinstance(self.optimizer, specs.Spec):
+            spec = (specs.from_string(self.optimizer, "SweepConfig.optimizer", OPTIMIZERS, "optimizer")
+                    if isinstance(self.optimizer, str) else
+                    specs.from_callable(self.optimizer, "SweepConfig.optimizer"))
+            object.__setattr__(self, "optimizer", spec)
         for field in ("seeds", "steps", "eval_every", "log_every"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -106,7 +123,9 @@ class SweepConfig:
             raise ValueError(f"SweepConfig.name: expected letters, digits and '._-' only, got {self.name!r}")
         object.__setattr__(self, "grid", _normalize_grid(self.grid))
         object.__setattr__(self, "fixed", _normalize_fixed(self.fixed))
-        self._check_names()
+        object.__setattr__(self, "identity", (self.optimizer.source, *self.problem.identity))
+        if self.optimizer.resolved:  # (read back from saved results: checked when it was made)
+            self._check_names()
 
     def check_batch_size(self, n_train: int) -> None:
         """Raise a one-line ``ValueError`` if ``batch_size`` exceeds the ``n_train`` training examples."""
@@ -116,24 +135,35 @@ class SweepConfig:
 
     def _check_names(self):
         factory = optimizer_factory(self.optimizer)
-        params = inspect.signature(factory).parameters
+        if not callable(factory):
+            raise ValueError(f"SweepConfig.optimizer: {str(self.optimizer)!r} is a {type(factory).__name__}, "
+                             f"not a callable that returns an optax.GradientTransformation")
+        try:
+            signature = inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            raise ValueError(f"SweepConfig.optimizer: cannot read the arguments of {str(self.optimizer)!r}; "
+                             f"pass a Python function") from None
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        params = {k: p for k, p in signature.items() if p.kind in keyword}
+        any_name = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values())
         valid = tuple(params) + PENALTIES
         swept, fixed = [k for k, _ in self.grid], dict(self.fixed)
-        for field, names in (("grid", swept), ("fixed", fixed)):
+        for field_name, names in (("grid", swept), ("fixed", fixed)):
             for k in names:
-                if k not in valid:
-                    raise ValueError(f"SweepConfig.{field}: {k!r} is not a hyperparameter of "
-                                     f"{self.optimizer!r}; valid: {', '.join(valid)}")
+                if k not in valid and not any_name:
+                    raise ValueError(f"SweepConfig.{field_name}: {k!r} is not a hyperparameter of "
+                                     f"{str(self.optimizer)!r}; valid: {', '.join(valid)}")
         for k, values in self.grid:
             if k in params and isinstance(params[k].default, bool):
-                raise ValueError(f"SweepConfig.grid: {k!r} is a static flag of {self.optimizer!r} (it shapes "
-                                 f"the program), so it cannot be swept; got {list(values)}; set it in fixed")
+                raise ValueError(f"SweepConfig.grid: {k!r} is a static flag of {str(self.optimizer)!r} "
+                                 f"(it shapes the program), so it cannot be swept; got {list(values)}; "
+                                 f"set it in fixed")
         both = set(swept) & set(fixed)
         if both:
             raise ValueError(f"SweepConfig.fixed: {', '.join(sorted(both))} also swept in grid")
         for k, p in params.items():
             if p.default is inspect.Parameter.empty and k not in swept and k not in fixed:
-                raise ValueError(f"SweepConfig.grid: {self.optimizer!r} needs {k!r}; sweep it or fix it")
+                raise ValueError(f"SweepConfig.grid: {str(self.optimizer)!r} needs {k!r}; sweep it or fix it")
         for k in PENALTIES:
             v = fixed.get(k, 0.0)
             if not isinstance(v, int | float) or isinstance(v, bool) or not v >= 0:
@@ -144,6 +174,7 @@ class SweepConfig:
                     if not v >= 0:
                         raise ValueError(f"SweepConfig.grid: {k}={v!r}: must be non-negative")
         self._check_values(factory, params)
+        self._check_traced(factory)
 
     def _check_values(self, factory, params):
         """Build the optimizer with every concrete value, so that a bad one (a negative learning rate,
@@ -154,24 +185,66 @@ class SweepConfig:
         opt_fixed = {k: v for k, v in self.fixed if k not in PENALTIES}
         required = [k for k, p in params.items() if p.default is inspect.Parameter.empty]
         context = {k: swept[k][0] if k in swept else opt_fixed[k] for k in required}
-        checks = [(k, "grid" if k in swept else "fixed") for k in required]
+        checks = [(k, "grid" if k in swept else "fixed") for k in required]  # (name, field)
         checks += [(k, "fixed") for k in opt_fixed if k not in required]
         checks += [(k, "grid") for k in swept if k not in required]
 
-        def build(field, k, v, **args):
+        def build(where, k, v, **args):
             try:
-                factory(**args)
+                made = factory(**args)
             except (TypeError, ValueError) as err:
-                message = " ".join(str(err).split())
-                raise ValueError(f"SweepConfig.{field}: {k}={v!r}: {message}") from None
+                blame = f"{where}: {k}={v!r}" if k else where
+                raise ValueError(f"SweepConfig.{blame}: {_one_line(err)}") from None
+            except Exception as err:  # noqa: BLE001 - the factory failed otherwise: its own bug
+                call = ", ".join(f"{k}={v!r}" for k, v in args.items())
+                raise ValueError(f"SweepConfig.optimizer: {self.optimizer}({call}) raised "
+                                 f"{type(err).__name__}: {_one_line(err)}") from None
+            if not isinstance(made, optax.GradientTransformation):
+                raise ValueError(f"SweepConfig.optimizer: {str(self.optimizer)!r} returned "
+                                 f"{type(made).__name__}, not an optax.GradientTransformation")
 
-        for k, field in checks:
-            for v in swept[k] if field == "grid" else (opt_fixed[k],):
-                build(field, k, v, **{**context, k: v})
+        for k, where in checks:
+            for v in swept[k] if where == "grid" else (opt_fixed[k],):
+                build(where, k, v, **{**context, k: v})
         first = {k: vs[0] for k, vs in swept.items()}
-        for k, field in checks:  # together: a value may be refused only next to another one
-            for v in swept[k] if field == "grid" else (opt_fixed[k],):
-                build(field, k, v, **{**first, **opt_fixed, k: v})
+        for k, where in checks:  # together: a value may be refused only next to another one
+            for v in swept[k] if where == "grid" else (opt_fixed[k],):
+                build(where, k, v, **{**first, **opt_fixed, k: v})
+        if not checks:  # nothing but penalties swept or fixed: the optimizer at its defaults
+            build("optimizer", None, None)
+
+    def _check_traced(self, factory):
+        """Trace the optimizer (``jax.eval_shape``: nothing runs) with its numeric hyperparameters as
+        arrays, as the program passes them, on a small params tree, through ``init`` and ``update``:
+        a factory that branches on a value in Python fails here, naming the argument."""
+        numbers = {k: v for k, v in self.fixed if k not in PENALTIES and is_array_value(v)}
+        numbers.update({k: vs[0] for k, vs in self.grid if k not in PENALTIES})
+        static = {k: v for k, v in self.fixed if k not in PENALTIES and not is_array_value(v)}
+
+        def step(traced: dict, concrete: dict):
+            opt = factory(**concrete, **traced, **static)
+            params = {"b": jnp.zeros(2, jnp.float32), "w": jnp.ones((3, 2), jnp.float32)}
+            extra = {"value": jnp.zeros((), jnp.float32)} if isinstance(
+                opt, optax.GradientTransformationExtraArgs) else {}
+            return opt.update(params, opt.init(params), params, **extra)
+
+        def trace(names):
+            traced = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in names}
+            concrete = {k: v for k, v in numbers.items() if k not in names}
+            jax.eval_shape(lambda t: step(t, concrete), traced)
+
+        try:
+            trace(list(numbers))
+        except _TRACER_ERRORS:
+            culprits = [k for k in numbers if _fails(trace, [k])] or list(numbers)
+            where = "grid" if culprits[0] in dict(self.grid) else "fixed"
+            raise ValueError(
+                f"SweepConfig.{where}: {culprits[0]!r} enters the program as an array, but "
+                f"{str(self.optimizer)!r} uses its value in Python (an if, float() or int() on it); "
+                f"compute with it in jnp (jnp.where, lax.cond) so that it can be traced") from None
+        except Exception as err:  # noqa: BLE001 - init or update failed: say so in one line
+            raise ValueError(f"SweepConfig.optimizer: {str(self.optimizer)!r} failed in init or update on a "
+                             f"small params tree: {type(err).__name__}: {_one_line(err)[:300]}") from None
 
     # --- derived quantities
 
@@ -205,15 +278,22 @@ class SweepConfig:
     def to_dict(self) -> dict:
         return {
             "problem": self.problem.to_dict(),
-            "optimizer": self.optimizer,
+            "optimizer": str(self.optimizer),
             "grid": [[k, list(v)] for k, v in self.grid],
             "fixed": [[k, v] for k, v in self.fixed],
             "seeds": self.seeds, "steps": self.steps, "batch_size": self.batch_size,
             "eval_every": self.eval_every, "log_every": self.log_every, "name": self.name,
         }
 
+    def sources(self) -> dict[str, str]:
+        """The identity saved with results: SHA-256 of the optimizer's, model's and data's source."""
+        return {"optimizer": self.optimizer.source, **self.problem.sources()}
+
     @classmethod
-    def from_dict(cls, d: dict) -> SweepConfig:
+    def from_dict(cls, d: dict, sources: Mapping[str, str] | None = None) -> SweepConfig:
+        """The inverse of :meth:`to_dict`. With ``sources`` (:meth:`sources`, saved with results),
+        nothing is imported or read: the optimizer and model are imported only if the config is run
+        again, and refused then if their source changed."""
         if not isinstance(d, Mapping):
             raise ValueError(f"SweepConfig: expected a dict, got {type(d).__name__} {d!r}")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
@@ -226,7 +306,9 @@ class SweepConfig:
         d = dict(d)
         if not isinstance(d["problem"], Mapping):
             raise ValueError(f"SweepConfig.problem: expected a dict, got {d['problem']!r}")
-        d["problem"] = Problem.from_dict(d["problem"])
+        d["problem"] = Problem.from_dict(d["problem"], sources=sources)
+        if sources is not None:
+            d["optimizer"] = specs.saved(d["optimizer"], sources["optimizer"])
         try:
             d["grid"] = tuple((k, _axis_values(v)) for k, v in d["grid"])
         except (TypeError, ValueError):
@@ -241,11 +323,9 @@ class SweepConfig:
 
     def hash(self) -> str:
         """12 hex digits of the SHA-256 of the canonical JSON of :meth:`to_dict`, the results format
-        (:data:`FORMAT_VERSION`) and ``lab.__version__``: results (and checkpoints) of another engine
-        live under another name, so they are never reused."""
-        import lab  # the package itself, for its version (lab imports this module first)
-
-        identity = {"config": self.to_dict(), "results_format": FORMAT_VERSION, "lab": lab.__version__}
+        (:data:`FORMAT_VERSION`) and :meth:`sources`: results (and checkpoints) of another engine, or
+        of an edited optimizer, model or data file, live under another name, so they are never reused."""
+        identity = {"config": self.to_dict(), "results_format": FORMAT_VERSION, "sources": self.sources()}
         text = json.dumps(identity, sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -303,3 +383,15 @@ def _normalize_fixed(fixed) -> tuple[tuple[str, object], ...]:
     if len({k for k, _ in out}) != len(out):
         raise ValueError(f"SweepConfig.fixed: repeated names in {[k for k, _ in out]}")
     return tuple(sorted(out))
+
+
+def _fails(trace, names) -> bool:
+    try:
+        trace(names)
+    except _TRACER_ERRORS:
+        return True
+    return False
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__

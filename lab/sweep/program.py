@@ -17,9 +17,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lab.data import Dataset
-from lab.problems import Problem, data_loss, init_params, load_data, metrics
+from lab.problems import Problem, check_model, data_loss, init_params, load_data, metrics
 from lab.regularizers import l1_penalty, l2_penalty
-from lab.sweep.config import PENALTIES, SweepConfig, optimizer_factory
+from lab.sweep.config import PENALTIES, SweepConfig, is_array_value, optimizer_factory
 
 Array = jax.Array
 
@@ -50,7 +50,8 @@ class ProgramKey(NamedTuple):
     not in it: they enter as arrays or only matter on the host."""
 
     problem: Problem
-    optimizer: str
+    optimizer: str  # a lab.specs.Spec: compares as its string, so its identity is the next field
+    identity: tuple[str, ...]  # SweepConfig.identity: the optimizer's, model's and data's source
     arrays: tuple[str, ...]  # hyperparameters that enter as (runs,) float32 arrays, sorted
     static: tuple[tuple[str, object], ...]  # fixed flags, None and strings: they shape the program
     seeds: int  # the chunk draws each seed's batch permutations once
@@ -59,20 +60,18 @@ class ProgramKey(NamedTuple):
     eval_every: int
 
 
-def _is_array_value(value) -> bool:
-    """A fixed value that enters the program as an array (a number), not as a static constant."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def program_key(config: SweepConfig) -> ProgramKey:
-    """The :class:`ProgramKey` of ``config``."""
+    """The :class:`ProgramKey` of ``config``; checks the model against the data first (one-line
+    ``ValueError`` naming ``Problem.model``), before anything is compiled."""
     n = load_data(config.problem).x_train.shape[0]
+    check_model(config.problem)
+    optimizer_factory(config.optimizer)  # imported now if read from saved results (and unchanged)
     fixed = dict(config.fixed)
-    arrays = sorted([k for k, _ in config.grid] + [k for k, v in fixed.items() if _is_array_value(v)])
-    static = tuple((k, v) for k, v in config.fixed if not _is_array_value(v))
+    arrays = sorted([k for k, _ in config.grid] + [k for k, v in fixed.items() if is_array_value(v)])
+    static = tuple((k, v) for k, v in config.fixed if not is_array_value(v))
     batch = None if config.batch_size is None or config.batch_size >= n else config.batch_size
-    return ProgramKey(config.problem, config.optimizer, tuple(arrays), static, config.seeds, config.steps,
-                      batch, config.eval_every)
+    return ProgramKey(config.problem, config.optimizer, config.identity, tuple(arrays), static, config.seeds,
+                      config.steps, batch, config.eval_every)
 
 
 def program_hparams(config: SweepConfig) -> dict[str, np.ndarray]:
@@ -80,7 +79,7 @@ def program_hparams(config: SweepConfig) -> dict[str, np.ndarray]:
     ones and the fixed numbers (a fixed number is a one-value axis)."""
     hparams = config.run_hparams()
     for k, v in config.fixed:
-        if _is_array_value(v):
+        if is_array_value(v):
             hparams[k] = np.full(config.runs, v, np.float32)
     return hparams
 
@@ -179,7 +178,11 @@ def build_program(config: ProgramKey, chunk_steps: int) -> Program:
             idx = jax.lax.dynamic_slice(perm, ((t % steps_per_epoch) * batch,), (batch,))
             x, y = data.x_train[idx], data.y_train[idx]
         (objective_value, loss), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y, hp)
-        updates, new_opt_state = optimizer(hp).update(grads, opt_state, params)
+        opt = optimizer(hp)
+        # Optimizers that take extra arguments get the objective's value (Polyak's step size needs
+        # it); the others, and the transforms of a chain that do not use it, never see it.
+        extra = {"value": objective_value} if isinstance(opt, optax.GradientTransformationExtraArgs) else {}
+        updates, new_opt_state = opt.update(grads, opt_state, params, **extra)
         new_params = optax.apply_updates(params, updates)
         active = (t < steps) & (diverged_step < 0)
         finite = jnp.isfinite(objective_value) & _all_finite(new_params)

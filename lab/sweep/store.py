@@ -6,7 +6,6 @@ every output of the lab goes through. Layout and guarantees: ``docs/sweeps.md``,
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -19,7 +18,6 @@ from typing import IO, Any
 import jax
 import numpy as np
 
-from lab.problems import init_params
 from lab.sweep.config import FORMAT_VERSION, SweepConfig
 
 __all__ = ["CHECKPOINT_NPZ", "FORMAT_VERSION", "RESULTS_JSON", "RESULTS_NPZ", "IncompleteResultsError",
@@ -60,7 +58,9 @@ class SweepResult:
         near_zero_fraction: (runs,) fraction of weights with ``|w| < 1e-3`` at the end.
         weight_hist: (runs, bins) counts of final weights in bins ``hist_edges`` (runs, bins + 1):
             each run's own equal bins over ``[-max|w|, max|w|]`` of its final weights.
-        final_params: params pytree with a run axis first, or None (``keep_params=False``).
+        final_params: params pytree with a run axis first, or None (``keep_params=False``). Loaded
+            back as nested dicts and lists (a model's own pytree classes are not re-created: that
+            would need its code).
         wall_seconds: time of the whole sweep (run + compile), summed over resumed sessions.
         compile_seconds: time spent compiling.
         meta: versions, device and other facts recorded in the sidecar.
@@ -280,11 +280,11 @@ def save(directory: str, result: SweepResult) -> None:
     """Save ``result`` into ``directory``: arrays first, then the sidecar that marks them complete."""
     arrays = {name: np.asarray(getattr(result, name)) for name in _ARRAYS}
     arrays.update({f"hparam.{k}": np.asarray(v) for k, v in result.hparams.items()})
-    n_leaves = 0
+    paths = []
     if result.final_params is not None:
-        leaves = jax.tree_util.tree_leaves(result.final_params)
-        arrays.update({f"final_params.{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)})
-        n_leaves = len(leaves)
+        leaves = jax.tree_util.tree_flatten_with_path(result.final_params)[0]
+        arrays.update({f"final_params.{i:05d}": np.asarray(leaf) for i, (_, leaf) in enumerate(leaves)})
+        paths = [_path_json(path) for path, _ in leaves]
     side = os.path.join(directory, RESULTS_JSON)
     if os.path.exists(side):  # a forced rerun: unmark the old results before replacing them
         os.unlink(side)
@@ -294,9 +294,10 @@ def save(directory: str, result: SweepResult) -> None:
         "complete": True,
         "npz_sha256": digest,
         "config": result.config.to_dict(),
+        "sources": result.config.sources(),
         "hparam_names": list(result.hparams),
         "seeds": [int(s) for s in np.unique(result.seed)],
-        "final_params_leaves": n_leaves,
+        "final_params_paths": paths,
         "wall_seconds": float(result.wall_seconds),
         "compile_seconds": float(result.compile_seconds),
         "meta": result.meta,
@@ -304,7 +305,8 @@ def save(directory: str, result: SweepResult) -> None:
 
 
 def load(path: str) -> SweepResult:
-    """Load a saved sweep from its directory (or its ``results.npz`` / ``results.json``).
+    """Load a saved sweep from its directory (or its ``results.npz`` / ``results.json``). Nothing is
+    imported: a config naming your own optimizer or model is read back with its saved identity.
 
     Raises:
         IncompleteResultsError: if the directory holds no complete, consistent results.
@@ -312,11 +314,11 @@ def load(path: str) -> SweepResult:
     directory = path if os.path.isdir(path) else os.path.dirname(path)
     side = _read_sidecar(directory)
     arrays = load_npz(os.path.join(directory, RESULTS_NPZ))
-    config = SweepConfig.from_dict(side["config"])
+    config = SweepConfig.from_dict(side["config"], sources=side["sources"])
     final_params = None
-    if side["final_params_leaves"]:
-        leaves = [arrays[f"final_params.{i:05d}"] for i in range(side["final_params_leaves"])]
-        final_params = _unflatten_params(config.problem, leaves)
+    if side["final_params_paths"]:
+        leaves = [arrays[f"final_params.{i:05d}"] for i in range(len(side["final_params_paths"]))]
+        final_params = _unflatten(side["final_params_paths"], leaves)
     return SweepResult(
         config=config,
         hparams={k: arrays[f"hparam.{k}"] for k in side["hparam_names"]},
@@ -329,6 +331,29 @@ def load(path: str) -> SweepResult:
     )
 
 
-def _unflatten_params(problem, leaves):
-    shapes = jax.eval_shape(functools.partial(init_params, problem), jax.random.key(0))
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), leaves)
+def _path_json(path) -> list:
+    """A leaf's key path as JSON: ``[["key", "w"], ["index", 0], ["attr", "conv"], ...]``."""
+    out = []
+    for entry in path:
+        if isinstance(entry, jax.tree_util.SequenceKey):
+            out.append(["index", entry.idx])
+        elif isinstance(entry, jax.tree_util.DictKey):
+            out.append(["key", entry.key])
+        elif isinstance(entry, jax.tree_util.GetAttrKey):
+            out.append(["key", entry.name])
+        else:  # FlattenedIndexKey of a custom pytree node
+            out.append(["key", entry.key])
+    return out
+
+
+def _unflatten(paths: list, leaves: list):
+    """Nested dicts (``key``) and lists (``index``) holding ``leaves`` at ``paths``."""
+    if paths == [[]]:
+        return leaves[0]
+    groups: dict = {}  # first key -> (the rest of each path, its leaf), in tree order
+    for path, leaf in zip(paths, leaves, strict=True):
+        rest, below = groups.setdefault(path[0][1], ([], []))
+        rest.append(path[1:])
+        below.append(leaf)
+    children = {k: _unflatten(rest, below) for k, (rest, below) in groups.items()}
+    return [children[i] for i in range(len(children))] if paths[0][0][0] == "index" else children
