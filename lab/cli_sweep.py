@@ -62,8 +62,9 @@ def _print_summary(result, reused: bool) -> None:
     config = result.config
     how = ("saved results reused" if reused else
            f"{result.wall_seconds:.1f} s, compile {result.compile_seconds:.1f} s")
-    print(f"{config.name}: {config.optimizer} on {config.problem.dataset}, {config.grid_size} grid points x "
-          f"{config.seeds} seeds, {config.steps} steps ({how})")
+    points, seeds = config.grid_size, config.seeds
+    print(f"{config.name}: {config.optimizer} on {config.problem.dataset}, {points} grid point"
+          f"{'s' * (points != 1)} x {seeds} seed{'s' * (seeds != 1)}, {config.steps} steps ({how})")
     metrics = ["train_loss_eval", "test_loss"]
     if config.problem.is_classification:
         metrics.append("test_accuracy")
