@@ -1,10 +1,11 @@
 """The ``lab`` command line: a thin dispatcher over the library.
 
-Each group of subcommands lives in its own module (:mod:`lab.cli_verify`, :mod:`lab.cli_experiments`)
-with ``add_parsers(subparsers, positive_int)``, which sets each parser's handler; a handler returns
-the exit status. Bad input raises :class:`lab.errors.LabError` (or ``ValueError``/``TypeError`` from a
-validating constructor); the dispatcher prints it as one line on stderr and exits with status 2.
-Set ``LAB_DEBUG=1`` to see the traceback instead.
+Each group of subcommands lives in its own module (:mod:`lab.cli_verify`,
+:mod:`lab.cli_experiments`, :mod:`lab.cli_sweep`) with ``add_parsers(subparsers, positive_int)``,
+which sets each parser's handler; a handler returns the exit status. Bad input raises
+:class:`lab.errors.LabError` (or ``ValueError``/``TypeError`` from a validating constructor); the
+dispatcher prints it as one line on stderr and exits with status 2. Set ``LAB_DEBUG=1`` to see the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import os
 import sys
 
-from lab import __version__, cli_experiments, cli_verify
+from lab import __version__, cli_experiments, cli_sweep, cli_verify
 from lab.errors import LabError
 
 __all__ = ["LabError", "build_parser", "main"]
@@ -28,6 +29,8 @@ Typical use:
   lab list                      list the experiments
   lab run NAME [--quick]        run one experiment, save its results and draw its figures
   lab figures [--quick]         run (or reuse) every experiment and regenerate figures/
+  lab sweep FILE.toml           run a sweep described in a TOML file (docs/sweep_files.md)
+  lab export DIR --csv          write a saved sweep's results as CSV, one row per run and evaluation
 """
 
 
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="PRNG seed for init and batches (default 0)")
     demo.set_defaults(handler=_cmd_demo)
 
-    for module in (cli_verify, cli_experiments):
+    for module in (cli_verify, cli_experiments, cli_sweep):
         module.add_parsers(sub, positive_int=_positive_int)
     return parser
 

@@ -7,34 +7,25 @@ One tiny sweep compiles (SGD on moons, a 3-unit MLP, 12 steps; one learning rate
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import itertools
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
 
-from lab import cli_sweep, export
-from lab.errors import LabError
+from lab import export
+from lab.cli import main
 from lab.sweep import Problem, SweepConfig, run_sweep, store
 
 LEARNING_RATES = (0.1, 1e3)  # the second diverges: SGD on a squared error with a huge step
 
 
 def _lab(argv: list[str]) -> int:
-    """``lab export`` as ``lab.cli.main`` dispatches it: the handler's status, or 2 and one line."""
-    parser = argparse.ArgumentParser(prog="lab")
-    cli_sweep.add_parsers(parser.add_subparsers(), positive_int=int)
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except (LabError, ValueError, TypeError) as err:
-        print(f"lab: error: {err}", file=sys.stderr)
-        return 2
+    """The ``lab`` command itself."""
+    return main(argv)
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,16 @@ Only the example's run compiles a program (moons, a 3-unit MLP, a few steps).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import sys
 import tomllib
 
 import numpy as np
 import pytest
 
-from lab import cli_sweep, sweep_file
-from lab.errors import LabError
+from lab import sweep_file
+from lab.cli import main
 from lab.sweep import Problem, SweepConfig, store
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "sweeps", "adam_lr.toml")
@@ -40,16 +38,8 @@ eps = 1e-8
 
 
 def _lab(argv: list[str]) -> int:
-    """``lab sweep`` / ``lab export`` as ``lab.cli.main`` dispatches them: the handler's status, or 2
-    and one line on stderr for bad input."""
-    parser = argparse.ArgumentParser(prog="lab")
-    cli_sweep.add_parsers(parser.add_subparsers(), positive_int=int)
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except (LabError, ValueError, TypeError) as err:
-        print(f"lab: error: {err}", file=sys.stderr)
-        return 2
+    """The ``lab`` command itself."""
+    return main(argv)
 
 
 def _toml(table: dict) -> str:
