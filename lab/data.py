@@ -160,6 +160,11 @@ def _read_npz(path: str, size: int, mtime_ns: int) -> tuple[str, Dataset]:
 
 
 def _parse_npz(content: bytes) -> Dataset:
+    if content.startswith(b"\x93NUMPY"):
+        raise ValueError("a .npy file holds one array; save x_train, y_train, x_test, y_test with "
+                         "numpy.savez")
+    if not content.startswith(b"PK"):  # a zip archive, as numpy.savez writes
+        raise ValueError("not a NumPy .npz file (write one with numpy.savez)")
     try:
         with np.load(io.BytesIO(content), allow_pickle=False) as z:
             missing = [k for k in NPZ_ARRAYS if k not in z.files]
@@ -170,9 +175,6 @@ def _parse_npz(content: bytes) -> Dataset:
             arrays = {k: _array(z, k) for k in NPZ_ARRAYS}
     except (zipfile.BadZipFile, EOFError, OSError):
         raise ValueError("not a NumPy .npz file (write one with numpy.savez)") from None
-    except AttributeError:  # np.load returned one array: a .npy file
-        raise ValueError("a .npy file holds one array; save x_train, y_train, x_test, y_test with "
-                         "numpy.savez") from None
     x_tr, y_tr, x_te, y_te = (arrays[k] for k in NPZ_ARRAYS)
     for name, x in (("x_train", x_tr), ("x_test", x_te)):
         if x.ndim < 2 or x.shape[0] == 0 or x.size == 0:
@@ -198,11 +200,12 @@ def _parse_npz(content: bytes) -> Dataset:
             raise ValueError(f"{name}: regression targets must be (n,) or (n, k), got shape {y.shape}")
     if not labels[0] and y_tr.shape[1:] != y_te.shape[1:]:
         raise ValueError(f"y_test: targets of shape {y_te.shape[1:]}, y_train's are {y_tr.shape[1:]}")
-    x_tr, x_te = x_tr.astype(np.float32), x_te.astype(np.float32)
-    if labels[0]:
-        y_tr, y_te = y_tr.astype(np.int32), y_te.astype(np.int32)
-    else:
-        y_tr, y_te = (y.astype(np.float32).reshape(y.shape[0], -1) for y in (y_tr, y_te))
+    with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf, refused below
+        x_tr, x_te = x_tr.astype(np.float32), x_te.astype(np.float32)
+        if labels[0]:
+            y_tr, y_te = y_tr.astype(np.int32), y_te.astype(np.int32)
+        else:
+            y_tr, y_te = (y.astype(np.float32).reshape(y.shape[0], -1) for y in (y_tr, y_te))
     for name, a in zip(NPZ_ARRAYS, (x_tr, y_tr, x_te, y_te), strict=True):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{name}: holds NaN or infinite values (in float32)")

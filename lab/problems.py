@@ -229,6 +229,9 @@ def build_model(problem: Problem) -> Model:
     """The problem's :class:`lab.models.Model` (cached per problem; the model's factory is imported
     if the problem was read back from saved results, and refused if its source changed)."""
     factory = problem.model.resolve("Problem.model", MODELS)
+    if not callable(factory):
+        raise ValueError(f"Problem.model: {str(problem.model)!r} is a {type(factory).__name__}, "
+                         f"not a factory of models")
     kwargs = dict(problem.model_kwargs)
     if problem.model in _MODEL_FIELDS:  # a built-in: it takes some of the Problem's fields
         spread = {} if problem.init_std is None else {_SPREAD_KWARG[problem.init]: problem.init_std}
@@ -346,13 +349,15 @@ def check_model(problem: Problem) -> None:
                          f"{type(err).__name__}: {' '.join(str(err).split())[:300]}") from None
     leaves = jax.tree.leaves(params)
     if not leaves or not all(jnp.issubdtype(p.dtype, jnp.floating) for p in leaves):
-        raise ValueError(f"Problem.model: {name!r}'s init must return a pytree of float arrays, got {params}")
+        raise ValueError(f"Problem.model: the init of {name!r} must return a pytree of float arrays, "
+                         f"got {params}")
     if not weights(params):
-        raise ValueError(f"Problem.model: {name!r}'s params have no weights (leaves named 'w'), which the "
-                         f"L1/L2 penalties and the weight statistics read")
+        raise ValueError(f"Problem.model: the params of {name!r} have no weights (leaves named 'w'), which "
+                         f"the L1/L2 penalties and the weight statistics read")
     if not hasattr(out, "shape") or out.shape != (2, n_out):
         got = getattr(out, "shape", type(out).__name__)
-        raise ValueError(f"Problem.model: {name!r}'s apply gives {got} for 2 examples; expected (2, {n_out})")
+        raise ValueError(f"Problem.model: the apply of {name!r} gives {got} for 2 examples; "
+                         f"expected (2, {n_out})")
 
 
 def init_params(problem: Problem, key: Array) -> Any:

@@ -10,6 +10,10 @@ every piece of code its identity (details in ``docs/sweeps.md``, "Identity"):
 - code defined in a script, a notebook or inside a function: the SHA-256 of the function's own
   source, its default values and the simple values it closes over.
 
+An object's identity is taken once, when it is first resolved, and kept while that object lives:
+it names the code that was loaded. Editing a module's file changes the identity of what is
+imported after it (a new process, or ``importlib.reload``), not of the code already running.
+
 A :class:`Spec` is the spec string itself (a ``str``), carrying ``source`` (that hash) and the
 resolved object. A spec read back from saved results carries the saved hash and no object: nothing
 is imported until it is needed, and then only if its source has not changed.
@@ -24,6 +28,7 @@ import inspect
 import math
 import os
 import sys
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -158,8 +163,25 @@ def _identity(obj: Any, module: str | None, field: str) -> str:
         raise ValueError(f"{field}: {err}") from None
 
 
+_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # object -> its identity
+
+
 def identity(obj: Any, fallback_module: str | None = None) -> str:
-    """The hex SHA-256 that identifies ``obj``'s code (see the module docstring)."""
+    """The hex SHA-256 that identifies ``obj``'s code (see the module docstring), taken the first
+    time ``obj`` is seen and kept while it lives."""
+    try:
+        return _IDENTITIES[obj]
+    except (KeyError, TypeError):  # TypeError: an object that cannot be weakly referenced
+        pass
+    digest = _identity_now(obj, fallback_module)
+    try:
+        _IDENTITIES[obj] = digest
+    except TypeError:
+        pass
+    return digest
+
+
+def _identity_now(obj: Any, fallback_module: str | None) -> str:
     if _is_script_code(obj):
         return function_digest(obj)
     module = inspect.getmodule(obj) or sys.modules.get(fallback_module or "")

@@ -202,3 +202,70 @@ def test_different_keys_give_different_batches():
     a = data.batch_indices(jax.random.key(0), 0, 50, 10)
     b = data.batch_indices(jax.random.key(1), 0, 50, 10)
     assert not np.array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------- your own data (npz)
+
+
+def _good_arrays(regression: bool = False) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y_tr = rng.normal(size=12) if regression else np.arange(12) % 3
+    y_te = rng.normal(size=4) if regression else np.arange(4) % 3
+    return {"x_train": rng.normal(size=(12, 2, 3)), "y_train": y_tr,
+            "x_test": rng.normal(size=(4, 2, 3)).astype(np.float32), "y_test": y_te, "notes": np.arange(3)}
+
+
+def test_read_npz_returns_float32_features_labels_or_targets_and_the_files_hash(tmp_path):
+    import hashlib
+
+    path = tmp_path / "d.npz"
+    arrays = _good_arrays()
+    np.savez(path, **arrays)
+    digest, d = data.read_npz(str(path))
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert d.x_train.dtype == np.float32 and d.x_train.shape == (12, 2, 3)  # features keep their shape
+    np.testing.assert_array_equal(d.x_train, arrays["x_train"].astype(np.float32))
+    assert d.y_train.dtype == np.int32 and d.y_test.tolist() == [0, 1, 2, 0]
+    np.savez(path, **_good_arrays(regression=True))
+    digest2, d = data.read_npz(str(path))  # the file changed: read again
+    assert digest2 != digest and d.y_train.shape == (12, 1) and d.y_test.dtype == np.float32
+
+
+def _bad(**change):
+    arrays = {k: v for k, v in _good_arrays().items() if k != "notes"}
+    arrays.update(change)
+    return {k: v for k, v in arrays.items() if v is not None}
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    (_bad(y_test=None), r"missing array y_test \(the file holds x_train, y_train, x_test; expected"),
+    (_bad(y_train=np.arange(11) % 3), r"y_train: 11 rows, x_train has 12"),
+    (_bad(y_test=np.zeros(5, int)), r"y_test: 5 rows, x_test has 4"),
+    (_bad(x_test=np.zeros((4, 3, 2))), r"x_test: features of shape \(3, 2\), x_train's are \(2, 3\)"),
+    (_bad(x_train=np.zeros(12)), r"x_train: expected a non-empty \(examples, features...\) array, got shape"),
+    (_bad(x_test=np.zeros((0, 2, 3)), y_test=np.zeros(0, int)), r"x_test: expected a non-empty"),
+    (_bad(x_train=np.full((12, 2, 3), np.nan)), r"x_train: holds NaN or infinite values"),
+    (_bad(x_test=np.full((4, 2, 3), 1e39)), r"x_test: holds NaN or infinite values \(in float32\)"),
+    (_bad(y_train=np.arange(12) - 1), r"y_train: labels must be 0, 1, 2, \.\.\.; found -1"),
+    (_bad(y_train=np.arange(12) * 0.5), r"y_test: int64 values, y_train's are float64: both integer"),
+    (_bad(y_test=np.zeros((4, 2), int)), r"y_test: integer class labels must be one per example"),
+    (_bad(x_train=np.zeros((12, 2, 3), bool)), r"x_train: expected integer or float numbers, got dtype bool"),
+    (_bad(x_train=np.zeros((12, 2, 3), complex)), r"x_train: expected integer or float numbers"),
+    (_bad(x_train=np.array([{}] * 12, dtype=object)), r"x_train: an object array \(it would need pickle\)"),
+])
+def test_read_npz_names_the_bad_array_in_one_line(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=message) as info:
+        data.read_npz(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_read_npz_refuses_what_is_not_an_npz_file(tmp_path):
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    (tmp_path / "text.npz").write_text("x_train,y_train\n1,2\n")
+    for path, message in [(tmp_path / "missing.npz", "not a file"), (tmp_path, "not a file"),
+                          (tmp_path / "text.npz", r"not a NumPy \.npz file"),
+                          (tmp_path / "one.npy", r"a \.npy file holds one array")]:
+        with pytest.raises(ValueError, match=message):
+            data.read_npz(str(path))

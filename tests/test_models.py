@@ -146,3 +146,72 @@ def test_cnn_init_uses_the_convolutions_fan_in():
     w = np.asarray(params["conv"][0]["w"])
     assert w.shape == (5, 16, 256)
     np.testing.assert_allclose(w.var(), 2 / (5 * 16), rtol=0.05)
+
+
+@pytest.mark.parametrize(("kernel", "spatial", "stride", "padding"),
+                         [((5,), (40,), 2, 1), ((3,), (9,), 1, 0), ((4,), (11,), 3, 2),
+                          ((3, 3), (8, 8), 2, 1), ((2, 3), (7, 6), 1, 0)])
+def test_conv_patches_equals_xlas_convolution(kernel, spatial, stride, padding, x64):
+    """im2col (strided slices and one matrix product) against lax.conv_general_dilated, in float64,
+    with odd sizes: a stride that does not divide the padded length, unequal kernel sides."""
+    from lab.models import conv, conv_patches
+
+    x = jax.random.normal(jax.random.key(0), (3, *spatial, 4), jnp.float64)
+    w = jax.random.normal(jax.random.key(1), (*kernel, 4, 5), jnp.float64)
+    want = conv(x, w, stride, padding)
+    got = conv_patches(x, w, stride, padding)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_built_in_models_are_init_apply_pairs_over_their_input_shapes():
+    from lab.models import MODELS, Model, init_cnn, init_mlp, mlp
+
+    key = jax.random.key(0)
+    mlp_model = MODELS["mlp"](hidden=(7,), activation="tanh", init="xavier_normal")
+    params = mlp_model.init(key, (4, 3), 5)  # inputs are flattened: 12 features
+    want = init_mlp(key, (12, 7, 5), init="xavier_normal")
+    for got, ref in zip(jax.tree.leaves(params), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(got, ref)
+    x = jax.random.normal(jax.random.key(1), (2, 4, 3))
+    np.testing.assert_array_equal(mlp_model.apply(params, x), mlp(params, x.reshape(2, 12), "tanh"))
+
+    linear = MODELS["linear"]()
+    assert jax.tree.map(jnp.shape, linear.init(key, (6,), 2)) == {"w": (6, 2), "b": (2,)}
+
+    # cnn2d reads the flat 8x8 digits as one-channel images; cnn1d gives a signal one channel.
+    cnn2d = MODELS["cnn2d"](channels=(3, 4), kernel=3)
+    params = cnn2d.init(key, (64,), 10)
+    assert isinstance(cnn2d, Model) and params["conv"][0]["w"].shape == (3, 3, 1, 3)
+    images = jax.random.normal(jax.random.key(2), (5, 64))
+    np.testing.assert_array_equal(cnn2d.apply(params, images), cnn2d.apply(params, images.reshape(5, 8, 8)))
+    cnn1d = MODELS["cnn1d"](channels=(3,), kernel=5)
+    params = cnn1d.init(key, (40,), 10)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, init_cnn(key, (5,), (1, 3), 10))
+    assert cnn1d.apply(params, jax.random.normal(key, (2, 40))).shape == (2, 10)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "message"), [
+    ("cnn1d", dict(channels=()), r"channels: expected positive integers, got \(\)"),
+    ("cnn1d", dict(channels=(4, 0)), r"channels: expected positive integers"),
+    ("cnn1d", dict(kernel=0), r"kernel: expected an integer >= 1, got 0"),
+    ("cnn2d", dict(padding=-1), r"padding: expected an integer >= 0, got -1"),
+    ("cnn2d", dict(image_shape=(8,)), r"image_shape: expected \(h, w\) or \(h, w, c\)"),
+    ("mlp", dict(hidden=(3, -1)), r"hidden: expected positive integers"),
+    ("mlp", dict(activation="gelu"), r"gelu"),
+])
+def test_built_in_models_name_their_bad_argument(name, kwargs, message):
+    from lab.models import MODELS
+
+    with pytest.raises(ValueError, match=message) as info:
+        MODELS[name](**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_cnn2d_refuses_inputs_that_are_not_images():
+    from lab.models import MODELS
+
+    with pytest.raises(ValueError, match=r"2D CNN takes inputs of shape \(h, w\) .*got \(63,\)"):
+        MODELS["cnn2d"]().init(jax.random.key(0), (63,), 10)
+    with pytest.raises(ValueError, match=r"image_shape: \(7, 7\) does not hold inputs of shape \(64,\)"):
+        MODELS["cnn2d"](image_shape=(7, 7)).init(jax.random.key(0), (64,), 10)
