@@ -127,7 +127,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             raise LabError("--optimizer selects built-ins; it cannot be combined with --candidate")
         candidate = _load_candidate(args.candidate)
         try:
-            verify._resolve_reference(args.reference)
+            verify.resolve_reference(args.reference)
         except ValueError as err:
             raise LabError(str(err)) from None
         checks = [(args.candidate, candidate, args.reference, _parse_kwargs(args.kwargs))]
@@ -137,8 +137,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         if args.optimizer is not None and args.optimizer not in optim.OPTIMIZERS:
             valid = ", ".join(optim.OPTIMIZERS)
             raise LabError(f"unknown optimizer {args.optimizer!r}; valid names: {valid}")
-        checks = [(name, optim.OPTIMIZERS[name], name, kw) for name, kw in verify.BUILTIN_SETTINGS
-                  if args.optimizer in (None, name)]
+        checks = [(e.name, e.factory, e.name, dict(kw)) for e in optim.catalogue.entries() for kw in e.verify
+                  if args.optimizer in (None, e.name)]
 
     rows, failures = [], []
     if not args.json:

@@ -133,7 +133,7 @@ def test_json_is_strict_when_a_check_fails_with_non_finite_errors(capsys, user_m
     (["--candidate", "my_optimizers:good_adam", "--reference", "adam", "--kwargs", "[1e-3]"],
      "JSON object"),
     (["--candidate", "my_optimizers:good_adam"], "go together"),
-    (["--optimizer", "adamax"], "unknown optimizer 'adamax'"),
+    (["--optimizer", "adamz"], "unknown optimizer 'adamz'"),
     (["--candidate", "my_optimizers:good_adam", "--reference", "adam", "--kwargs", '{"lr": 1}'],
      "unexpected keyword"),
     (["--candidate", "my_optimizers:raises_key_error", "--reference", "adam", *LR],

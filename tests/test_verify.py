@@ -16,6 +16,7 @@ import optax
 import pytest
 
 from lab import optim, verify
+from lab.optim import catalogue
 
 # ----------------------------------------------------------------------------- hand-written variants
 
@@ -151,12 +152,13 @@ def test_eps_inside_the_square_root_is_caught_at_small_gradient_scale():
     failure = _assert_caught(report, step=0, dtype="float32")
     assert verify.DEFAULT_SCALES[failure.leaf[2:-2]] <= 1e-3  # a leaf with small gradients
     assert abs(failure.candidate) < abs(failure.reference)  # the floor sqrt(1e-8) shrinks the step
-    # With every gradient of order 1 it is only a hair above float32's tolerance (it shows only where
-    # the gradient stream has exact zeros); the small-gradient leaves make it an O(1) error.
-    unit = {k: 1.0 for k in verify.DEFAULT_TREE}
-    at_unit_scale = verify.compare(eps_in_sqrt, "adam", ADAM, scales=unit, tree=verify.DEFAULT_TREE,
+    # With every gradient of order 1 it is a small error (it shows only at the rare gradients near
+    # zero); the small-gradient leaves make it an O(1) error. (The 16512-element leaf is left out here:
+    # among so many unit gradients some are below 1e-4 at every step.)
+    small = {k: v for k, v in verify.DEFAULT_TREE.items() if k != "big"}
+    at_unit_scale = verify.compare(eps_in_sqrt, "adam", ADAM, scales={k: 1.0 for k in small}, tree=small,
                                    dtypes=("float32",), schedule=False)
-    assert at_unit_scale.max_rel_error < 1e-3 < 0.5 < report.max_rel_error
+    assert at_unit_scale.max_rel_error < 1e-2 < 0.5 < report.max_rel_error
 
 
 def test_a_step_count_that_stalls_after_256_steps_is_caught():
@@ -173,7 +175,7 @@ def test_a_bias_correction_rounded_in_bfloat16_is_caught_only_in_bfloat16():
         return _adam(learning_rate, correction_in_leaf_dtype=True)
 
     report = verify.compare(corrected_in_leaf_dtype, "adam", ADAM, schedule=False)
-    assert [c.dtype for c in report.cases if not c.passed] == ["bfloat16"]
+    assert [c.dtype for c in report.ran if not c.passed] == ["bfloat16"]
     _assert_caught(report, dtype="bfloat16")
 
 
@@ -434,10 +436,11 @@ def _side_by_side(txs):
     def init(params):
         return tuple(txs[k].init(params[k]) for k in keys)
 
-    def update(updates, state, params=None):
+    def update(updates, state, params=None, **extra):
         out, new_state = {}, []
         for k, st in zip(keys, state, strict=True):
-            out[k], st = txs[k].update(updates[k], st, None if params is None else params[k])
+            more = extra if verify.accepts_value(txs[k]) else {}  # the loss value, where it is taken
+            out[k], st = txs[k].update(updates[k], st, None if params is None else params[k], **more)
             new_state.append(st)
         return out, tuple(new_state)
 
@@ -451,22 +454,23 @@ def test_every_builtin_setting_passes_against_optax():
     # settings run side by side in one program per dtype: the cost of compare is mostly one XLA
     # compile per run. A failure's leaf path names the setting. (`lab verify` itself runs each
     # setting separately, 1000 steps, on the full default tree, with and without a schedule.)
-    names = [f"{i}_{name}" for i, (name, _) in enumerate(verify.BUILTIN_SETTINGS)]
-    candidate = _side_by_side({k: optim.OPTIMIZERS[name](**kw)
-                               for k, (name, kw) in zip(names, verify.BUILTIN_SETTINGS, strict=True)})
-    reference = _side_by_side({k: verify.REFERENCES[name](**kw)
-                               for k, (name, kw) in zip(names, verify.BUILTIN_SETTINGS, strict=True)})
+    settings = [(e.name, kw) for e in catalogue.entries() for kw in e.verify]
+    names = [f"{i}_{name}" for i, (name, _) in enumerate(settings)]
+    candidate = _side_by_side({k: catalogue.get(name).factory(**kw)
+                               for k, (name, kw) in zip(names, settings, strict=True)})
+    reference = _side_by_side({k: catalogue.get(name).reference(**kw)
+                               for k, (name, kw) in zip(names, settings, strict=True)})
     report = verify.compare(candidate, reference, steps=200, seeds=(0,),
                             tree={k: {"w": (3, 2), "s": ()} for k in names},
                             scales={k: {"w": 1.0, "s": 1e-6} for k in names})
     assert report.passed, report.summary()
     assert [c.dtype for c in report.cases] == ["float32", "bfloat16", "float64"]
     assert report.max_rel_error > 0  # the reordered ones (e.g. EMA Nesterov) do round differently
-    assert {name for name, _ in verify.BUILTIN_SETTINGS} == set(optim.OPTIMIZERS)
+    assert {name for name, _ in settings} == set(catalogue.names())
     # And the side-by-side run does see a bug in one setting, naming it.
-    broken = dict(zip(names, (optim.OPTIMIZERS[n](**kw) for n, kw in verify.BUILTIN_SETTINGS), strict=True))
+    broken = dict(zip(names, (catalogue.get(n).factory(**kw) for n, kw in settings), strict=True))
     key = next(k for k in names if k.endswith("_adam"))
-    broken[key] = optim.adam(1.01 * verify.BUILTIN_SETTINGS[names.index(key)][1]["learning_rate"])
+    broken[key] = optim.adam(1.01 * settings[names.index(key)][1]["learning_rate"])
     failure = _assert_caught(verify.compare(_side_by_side(broken), reference, steps=5, seeds=(0,),
                                             dtypes=("float32",),
                                             tree={k: {"w": (3, 2), "s": ()} for k in names},
