@@ -20,6 +20,7 @@ from lab.optim.covers import optax_sm3, sm3
 from lab.optim.orthogonal import muon, orthogonalize_via_newton_schulz
 from lab.optim.schedule_free import schedule_free_adamw, schedule_free_eval_params
 from lab.optim.structured import adafactor
+from lab.verify import program as verify_program
 
 FAMILY = ("adafactor", "sm3", "muon", "schedule_free_adamw")
 FACTORIES = {"adafactor": adafactor, "sm3": sm3, "muon": muon, "schedule_free_adamw": schedule_free_adamw}
@@ -75,6 +76,19 @@ def _side_by_side(lab_opt, ref_opt, params, grads):
     # Compiled once and run once: XLA's backend optimizations cost more than they save (as in verify).
     run = jax.jit(lambda c, g: jax.lax.scan(step, c, g)).lower(carry, grads)
     return run.compile(compiler_options={"xla_backend_optimization_level": 0})(carry, grads)
+
+
+def _standard(tx):
+    """``tx`` run under standard dtype promotion (optax as a candidate of the verifier)."""
+    def init(params):
+        with jax.numpy_dtype_promotion(STANDARD):
+            return tx.init(params)
+
+    def update(updates, state, params=None):
+        with jax.numpy_dtype_promotion(STANDARD):
+            return tx.update(updates, state, params)
+
+    return optax.GradientTransformation(init, update)
 
 
 def _each(opts):
@@ -211,12 +225,12 @@ def test_adafactor_first_step_is_the_papers_rank_one_estimate():
 
 def test_adafactor_with_momentum_matches_optax_on_large_leaves():
     """The factored path (a 3-D leaf; one with only one dimension >= 128 is not) with momentum,
-    kept in float32 as optax's dtype_momentum default, also for float64 parameters: 50 steps in
-    float32 and float64 (bfloat16: next test)."""
+    kept in float32 as optax's dtype_momentum default also for float64 parameters: 50 steps in
+    float64 (float32 is the catalogue's dtype too; bfloat16: next test)."""
     kw = {"learning_rate": 1e-2, "momentum": 0.9, "weight_decay_rate": 1e-3, "decay_rate": 0.7}
-    report = verify.compare(adafactor, optax.adafactor, kw, steps=50, seeds=(0,),
-                            dtypes=("float32", "float64"), tree=BIG_TREE, scales=BIG_SCALES, schedule=False)
-    assert report.passed and sum(c.ran for c in report.cases) == 2, report.summary()
+    report = verify.compare(adafactor, optax.adafactor, kw, steps=50, seeds=(0,), dtypes=("float64",),
+                            tree=BIG_TREE, scales=BIG_SCALES, schedule=False)
+    assert report.passed and sum(c.ran for c in report.cases) == 1, report.summary()
 
 
 def test_adafactor_momentum_in_bfloat16_differs_only_by_the_update_dtype():
@@ -296,17 +310,16 @@ def test_newton_schulz_gives_singular_values_near_one():
 
 
 def test_muon_on_wide_tall_and_other_leaves_matches_optax():
-    """Wide, tall, square and one-row matrices go to Newton–Schulz (every preconditioning, Jordan's
-    and Dion's coefficients); vectors, scalars and 3-D leaves to (N)AdamW. Four settings side by
-    side for 100 steps in float32: each leaf within float32's verification tolerance of its
-    largest update."""
-    settings = [{"learning_rate": 1e-2},
-                {"learning_rate": 1e-2, "preconditioning": "aol", "adaptive": True},
+    """Wide, tall and one-row matrices go to Newton–Schulz (the catalogue's settings cover the
+    Frobenius preconditioning; here the other three, with Jordan's and Dion's coefficients); vectors,
+    scalars and 3-D leaves to (N)AdamW. Three settings side by side for 100 steps in float32: each
+    leaf within float32's verification tolerance of its largest update."""
+    settings = [{"learning_rate": 1e-2, "preconditioning": "aol", "adaptive": True},
                 {"learning_rate": 1e-2, "preconditioning": "schatten", "ns_steps": 3, "nesterov": False},
                 {"learning_rate": 1e-2, "preconditioning": "spectral", "ns_coeffs": "dion", "ns_steps": 6,
                  "weight_decay": 0.1, "adam_weight_decay": 0.1, "consistent_rms": 0.2}]
     rng = np.random.default_rng(7)
-    shapes = {"wide": (5, 7), "tall": (9, 4), "square": (3, 3), "row": (1, 6), "v": (4,), "s": (),
+    shapes = {"wide": (5, 7), "tall": (9, 4), "row": (1, 6), "v": (4,), "s": (),
               "cube": (2, 3, 2)}
     params = {k: jnp.asarray(rng.standard_normal(s), jnp.float32) for k, s in shapes.items()}
     grads = {k: jnp.asarray(rng.standard_normal((100, *s)) + 0.5, jnp.float32) for k, s in shapes.items()}
@@ -337,6 +350,23 @@ def test_schedule_free_evaluation_parameters_are_the_average_of_z():
             zs.append(np.asarray(state[0].z))
         x = np.asarray(schedule_free_eval_params(state, params))
     np.testing.assert_allclose(x, np.mean(zs, axis=0), rtol=1e-12)
+
+
+def test_schedule_free_float32_updates_differ_from_optax_as_optax_differs_from_itself(monkeypatch):
+    """A schedule-free update is a difference of parameters, y_{t+1} - y_t, so its rounding error is
+    an ulp of the parameters, not of the update: 1.2e-7 * |y| against updates of about the learning
+    rate. When XLA optimizes the verifier's program (above 10M element-updates, as with the default
+    1000 steps and two seeds) it rounds the two copies' fused arithmetic differently, and on the
+    default tree's (129, 128) leaf optax's float32 update differs from optax's own by 3.1e-4 of the
+    update (1.3e-4 with the second catalogue setting), over the 2.4e-5 tolerance; lab.optim's
+    differs from optax's by exactly as much, step by step (checked here on 5 steps of that program;
+    bfloat16 and float64 pass)."""
+    monkeypatch.setattr(verify_program, "OPTIMIZE_ABOVE", 0)
+    ref, kw = optax.contrib.schedule_free_adamw, {"learning_rate": 2.5e-3}
+    run = functools.partial(verify.compare, steps=5, seeds=(0,), dtypes=("float32",), schedule=False)
+    ours, itself = run(schedule_free_adamw, ref, kw).cases[0], run(_standard(ref(**kw)), ref, kw).cases[0]
+    np.testing.assert_array_equal(ours.step_errors, itself.step_errors)
+    assert ours.max_rel_error < 1e-3  # a few ulps of O(1) parameters, against steps of about 2e-3
 
 
 def test_schedule_free_eval_params_match_optax():

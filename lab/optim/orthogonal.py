@@ -126,8 +126,8 @@ def scale_by_muon(ns_coeffs: Any = NS_COEFFS["standard"], ns_steps: int = 5, bet
     """
     check_scalar("beta", beta, 0.0, 1.0)
     check_scalar("eps", eps, 0.0)
-    for flag in ("nesterov", "adaptive"):
-        check_flag(flag, locals()[flag])
+    check_flag("nesterov", nesterov)
+    check_flag("adaptive", adaptive)
     if preconditioning not in PRECONDITIONINGS:
         raise ValueError(f"preconditioning must be one of {', '.join(PRECONDITIONINGS)}; "
                          f"got {preconditioning!r}")

@@ -50,7 +50,7 @@ def scale_by_debiased_rms(decay: Scalar = 0.999, eps: Scalar = 1e-8) -> optax.Gr
     Returns:
         An ``optax.GradientTransformation`` with state :class:`ScaleByRmsWithCountState`.
     """
-    check_scalar("b2", decay, 0.0, 1.0)
+    check_scalar("decay", decay, 0.0, 1.0)
     check_scalar("eps", eps, 0.0)
 
     def update_fn(updates, state, params=None):
@@ -83,6 +83,11 @@ def _lowest_dtype(params) -> Any:
     return optax.tree.dtype(params, "lowest")
 
 
+def _wider(a: Array, b: Array) -> Any:
+    """The dtype of ``a`` or ``b`` with more bits (where ``state_dtype`` differs from the params')."""
+    return b.dtype if jnp.finfo(b.dtype).bits > jnp.finfo(a.dtype).bits else a.dtype
+
+
 def schedule_free(base_optimizer: optax.GradientTransformation, learning_rate: ScalarOrSchedule,
                   b1: Scalar = 0.9, weight_lr_power: Scalar = 2.0, state_dtype: Any = None
                   ) -> optax.GradientTransformation:
@@ -97,7 +102,8 @@ def schedule_free(base_optimizer: optax.GradientTransformation, learning_rate: S
 
     with :math:`\Delta_t` the base optimizer's update at :math:`y_t`, :math:`\gamma_t` the largest
     learning rate so far and :math:`r` = ``weight_lr_power``; :math:`x_t = (y_t - (1 - \beta_1)
-    z_t) / \beta_1` is recomputed from the parameters. The update is :math:`y_{t+1} - y_t`. A
+    z_t) / \beta_1` is recomputed from the parameters. The update is :math:`y_{t+1} - y_t`, a
+    difference of parameters, so it is rounded to an ulp of the parameters, not of the update. A
     schedule is read at ``step_count`` (1 at the first update), one step ahead of the base
     optimizer's count, as in optax. The weights are summed in the params' lowest dtype.
 
@@ -143,7 +149,7 @@ def schedule_free(base_optimizer: optax.GradientTransformation, learning_rate: S
         z = jax.tree.map(lambda zi, s: (zi + s.astype(zi.dtype)).astype(zi.dtype), state.z, steps)
 
         def one(y, z_old, z_new):
-            wide = z_new.dtype if jnp.finfo(z_new.dtype).bits > jnp.finfo(y.dtype).bits else y.dtype
+            wide = _wider(y, z_new)
             y, z_old, z_new = y.astype(wide), z_old.astype(wide), z_new.astype(wide)
             beta, one_minus, c = cast(b1, wide), cast(1 - b1, wide), cast(ck, wide)
             x = (y - one_minus * z_old) / beta
@@ -151,7 +157,6 @@ def schedule_free(base_optimizer: optax.GradientTransformation, learning_rate: S
             return (beta * x + one_minus * z_new - y).astype(y.dtype)
 
         new = jax.tree.map(one, params, state.z, z)
-        new = jax.tree.map(lambda u, p: u.astype(p.dtype), new, params)
         return new, ScheduleFreeState(b1=state.b1, weight_sum=weight_sum,
                                       step_count=safe_increment(state.step_count), max_lr=max_lr,
                                       base_optimizer_state=base_state, z=z)
@@ -187,7 +192,12 @@ def schedule_free_eval_params(state: Any, params: Any) -> Any:
     if found is None:
         raise ValueError(f"schedule_free_eval_params needs the state of a schedule-free optimizer, got "
                          f"{type(state).__name__}")
-    return jax.tree.map(lambda y, z: (y - (1.0 - found.b1) * z) / found.b1, params, found.z)
+    def one(y, z):
+        wide = _wider(y, z)
+        b1 = found.b1.astype(wide)
+        return ((y.astype(wide) - (1.0 - b1) * z.astype(wide)) / b1).astype(y.dtype)
+
+    return jax.tree.map(one, params, found.z)
 
 
 def schedule_free_adamw(learning_rate: Scalar = 0.0025, warmup_steps: int | None = None, b1: Scalar = 0.9,
@@ -221,6 +231,7 @@ def schedule_free_adamw(learning_rate: Scalar = 0.0025, warmup_steps: int | None
         Defazio et al., *The Road Less Scheduled*, NeurIPS 2024.
     """
     check_scalar("learning_rate", learning_rate, 0.0)
+    check_scalar("b2", b2, 0.0, 1.0)  # before scale_by_debiased_rms, which calls it decay
     if warmup_steps is not None:
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 1:
             raise ValueError(f"warmup_steps must be None or a Python int >= 1, got {warmup_steps!r}")
