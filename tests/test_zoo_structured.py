@@ -128,7 +128,7 @@ def _converged(contrib: bool):
 
         carry = [(p0, opt.init(p0)) for (p0, _, _), opt in setups]
         finals = jax.lax.scan(step, carry, None, length=steps)[0]
-        return [catalogue.get(n).eval_params(p, s) if catalogue.get(n).eval_params else p
+        return [catalogue.get(n).eval_params(s, p) if catalogue.get(n).eval_params else p
                 for (n, _, _, _), (p, s) in zip(cases, finals, strict=True)]
 
     finals = jax.jit(run)()
@@ -370,8 +370,8 @@ def test_schedule_free_float32_updates_differ_from_optax_as_optax_differs_from_i
 
 
 def test_schedule_free_eval_params_match_optax():
-    """The catalogue's eval_params(params, state) against optax.contrib.schedule_free_eval_params
-    (state, params) after 200 steps of both on the same gradients and params, in float32 and
+    """The catalogue's eval_params(state, params) against optax.contrib.schedule_free_eval_params
+    after 200 steps of both on the same gradients and params, in float32 and
     bfloat16 (where both use beta_1 as stored, rounded to bfloat16)."""
     rng = np.random.default_rng(6)
     kw = {"learning_rate": 1e-2, "warmup_steps": 20, "b1": 0.9, "weight_decay": 1e-2}
@@ -381,7 +381,7 @@ def test_schedule_free_eval_params_match_optax():
         grads = jax.tree.map(lambda p: jnp.asarray(rng.standard_normal((200, *p.shape)), p.dtype), params)
         lab_opt, ref_opt = schedule_free_adamw(**kw), optax.contrib.schedule_free_adamw(**kw)
         (p, lab_s, ref_s), _ = _side_by_side(lab_opt, ref_opt, params, grads)
-        ours = catalogue.get("schedule_free_adamw").eval_params(p, lab_s)
+        ours = catalogue.get("schedule_free_adamw").eval_params(lab_s, p)
         with jax.numpy_dtype_promotion(STANDARD):
             theirs = optax.contrib.schedule_free_eval_params(ref_s, p)
         for k in params:

@@ -39,7 +39,7 @@ from lab.optim.classic import adagrad, adam, adamw, momentum, rmsprop, sgd
 # registers its optimizers in the catalogue and exports them.
 # isort: off
 from lab.optim import adam_maxima, adam_variants, adaptive, adaptive_contrib
-from lab.optim import sign_and_steps, steps, structured
+from lab.optim import covers, orthogonal, schedule_free, sign_and_steps, steps, structured
 from lab.optim.adam_variants import *  # noqa: F403
 from lab.optim.adam_maxima import *  # noqa: F403
 from lab.optim.adaptive import *  # noqa: F403
@@ -47,6 +47,9 @@ from lab.optim.adaptive_contrib import *  # noqa: F403
 from lab.optim.sign_and_steps import *  # noqa: F403
 from lab.optim.steps import *  # noqa: F403
 from lab.optim.structured import *  # noqa: F403
+from lab.optim.covers import *  # noqa: F403
+from lab.optim.orthogonal import *  # noqa: F403
+from lab.optim.schedule_free import *  # noqa: F403
 # isort: on
 
 OPTIMIZERS = catalogue.FACTORIES  # name -> factory, a live view of the catalogue
@@ -84,6 +87,9 @@ __all__ = [
     *sign_and_steps.__all__,
     *steps.__all__,
     *structured.__all__,
+    *covers.__all__,
+    *orthogonal.__all__,
+    *schedule_free.__all__,
 ]
 
 

@@ -89,7 +89,8 @@ class Entry:
         needs_value: its ``update`` takes the loss value (``update(g, state, params, value=loss)``),
             as Polyak's step size does.
         eval_params: for optimizers whose evaluation parameters are not their iterates (schedule-free
-            methods): ``eval_params(params, state) -> params`` to evaluate; ``None``: the params.
+            methods): ``eval_params(state, params) -> params`` to evaluate (optax's argument order,
+            as ``optax.contrib.schedule_free_eval_params``); ``None``: the params themselves.
         complex_params: optax runs it on complex parameters too (gradients conjugated by the caller).
     """
 

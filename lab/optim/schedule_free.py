@@ -243,15 +243,10 @@ def schedule_free_adamw(learning_rate: Scalar = 0.0025, warmup_steps: int | None
                          name="lab.optim.schedule_free_adamw")
 
 
-def _eval_params(params: Any, state: Any) -> Any:
-    """The catalogue's ``eval_params(params, state)`` (optax's argument order is (state, params))."""
-    return schedule_free_eval_params(state, params)
-
-
 register(Entry(
     "schedule_free_adamw", schedule_free_adamw, optax.contrib.schedule_free_adamw,
     reference_name="optax.contrib.schedule_free_adamw", label="Schedule-Free AdamW", schedule=False,
-    eval_params=_eval_params,
+    eval_params=schedule_free_eval_params,
     verify=({"learning_rate": 2.5e-3},
             {"learning_rate": 1e-2, "warmup_steps": 100, "b1": 0.8, "b2": 0.99, "eps": 1e-6,
              "weight_decay": 1e-3, "weight_lr_power": 1.0}),
