@@ -38,11 +38,12 @@ from lab.optim.classic import adagrad, adam, adamw, momentum, rmsprop, sgd
 # The zoo, after the classic six (the catalogue keeps registration order): each family module
 # registers its optimizers in the catalogue and exports them.
 # isort: off
-from lab.optim import adam_maxima, adam_variants, adaptive, adaptive_contrib
+from lab.optim import adam_maxima, adam_variants, adaptive, adaptive_contrib, layerwise
 from lab.optim import covers, orthogonal, schedule_free, sign_and_steps, steps, structured
 from lab.optim.adam_variants import *  # noqa: F403
 from lab.optim.adam_maxima import *  # noqa: F403
 from lab.optim.adaptive import *  # noqa: F403
+from lab.optim.layerwise import *  # noqa: F403
 from lab.optim.adaptive_contrib import *  # noqa: F403
 from lab.optim.sign_and_steps import *  # noqa: F403
 from lab.optim.steps import *  # noqa: F403
@@ -83,6 +84,7 @@ __all__ = [
     *adam_variants.__all__,
     *adam_maxima.__all__,
     *adaptive.__all__,
+    *layerwise.__all__,
     *adaptive_contrib.__all__,
     *sign_and_steps.__all__,
     *steps.__all__,

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lab.optim.adaptive import Mask, masked
 from lab.optim.base import (
     Array,
     Scalar,
@@ -32,6 +31,7 @@ from lab.optim.base import (
 )
 from lab.optim.blocks import add_decayed_weights, scale_by_learning_rate
 from lab.optim.catalogue import LEARNING_RATE, Entry, Hyperparameter, register
+from lab.optim.layerwise import Mask, masked
 
 __all__ = ["ProdigyState", "ScaleByAdemamixState", "ScaleByAdoptState", "ademamix", "adopt", "prodigy",
            "scale_by_ademamix", "scale_by_adopt"]

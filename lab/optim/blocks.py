@@ -1,7 +1,6 @@
-"""The building blocks the optimizers are chained from, each an ``optax.GradientTransformation`` with
-optax's name, arguments and defaults: momentum (:func:`trace`, :func:`ema`), rescalings
-(:func:`scale_by_rms`, :func:`scale_by_stddev`, :func:`scale_by_adam`, :func:`scale_by_rss`),
-:func:`add_decayed_weights` and :func:`scale_by_learning_rate`.
+"""The blocks the classic optimizers are chained from, each with optax's name, arguments and
+defaults: :func:`trace`, :func:`ema`, :func:`scale_by_rms`, :func:`scale_by_stddev`,
+:func:`scale_by_adam`, :func:`scale_by_rss`, :func:`add_decayed_weights`, :func:`scale_by_learning_rate`.
 """
 
 from __future__ import annotations
@@ -27,8 +26,6 @@ from lab.optim.base import (
     safe_increment,
     zeros_like,
 )
-
-# ----------------------------------------------------------------------------- building blocks
 
 
 class TraceState(NamedTuple):
@@ -113,7 +110,6 @@ def ema(decay: Scalar, nesterov: bool = False) -> optax.GradientTransformation:
         return updates, EmaState(ema=new_ema)
 
     return optax.GradientTransformation(init_fn, update_fn)
-
 
 
 class ScaleByRmsState(NamedTuple):

@@ -16,7 +16,6 @@ import numpy as np
 import optax
 
 from lab.optim.adam_variants import scale_by_nadam
-from lab.optim.adaptive import scale_by_trust_ratio
 from lab.optim.base import (
     Array,
     Scalar,
@@ -34,6 +33,7 @@ from lab.optim.base import (
 )
 from lab.optim.blocks import add_decayed_weights, scale_by_adam, scale_by_learning_rate
 from lab.optim.catalogue import LEARNING_RATE, Entry, Hyperparameter, Torch, register
+from lab.optim.layerwise import scale_by_trust_ratio
 
 _F64_EPS = float(np.finfo(np.float64).eps)
 
