@@ -1,5 +1,5 @@
-"""The experiment registry, its configs, the record store, a catalogue optimizer in the optimizers
-experiment, and the scripts of experiments/ (each in its quick form)."""
+"""The experiment registry, its configs, the record store, and the scripts of experiments/ (each in
+its quick form)."""
 
 import dataclasses
 import importlib
@@ -11,9 +11,7 @@ import runpy
 import sys
 import types
 
-import jax
 import numpy as np
-import optax
 import pytest
 
 import lab.experiments
@@ -206,51 +204,6 @@ def test_a_drawer_must_draw_exactly_the_figures_its_experiment_declares(tmp_path
 def test_unknown_experiment_lists_the_valid_ones():
     with pytest.raises(ValueError, match=f"unknown experiment 'nope'; valid: {', '.join(EXPERIMENTS)}$"):
         get_experiment("nope")
-
-
-def _toy_sgd(learning_rate):
-    """Plain SGD written out by hand: updates = -learning_rate * g."""
-
-    def init(params):
-        del params
-        return optax.EmptyState()
-
-    def update(updates, state, params=None):
-        del params
-        return jax.tree.map(lambda g: -learning_rate * g, updates), state
-
-    return optax.GradientTransformation(init, update)
-
-
-@pytest.fixture
-def toy_sgd():
-    entry = catalogue.register(catalogue.Entry("toy_sgd", _toy_sgd, reference=optax.sgd,
-                                               verify=({"learning_rate": 0.1},), featured=True))
-    try:
-        yield entry
-    finally:
-        catalogue.unregister("toy_sgd")
-
-
-def test_a_registered_optimizer_is_swept_and_drawn_in_its_own_colour(toy_sgd, tmp_path):
-    e = EXPERIMENTS["optimizers"]
-    assert "toy_sgd" in e.make_config().optimizers  # featured: in the default selection
-    config = dataclasses.replace(e.make_config(quick=True), optimizers=("sgd", "toy_sgd"))
-    record = lab.experiments.run_experiment("optimizers", config, results_dir=str(tmp_path))
-    tune, final = record.sweeps["toy_sgd.tune"], record.sweeps["toy_sgd.final"]
-    assert tune.config.optimizer == final.config.optimizer == "toy_sgd"
-    assert final.config.grid == (("learning_rate", (tune.best("test_loss")["learning_rate"],)),)
-    # Hand-written SGD is SGD: on the same batches and seeds it trains exactly like the lab's.
-    np.testing.assert_allclose(tune.train_loss_eval, record.sweeps["sgd.tune"].train_loss_eval, rtol=1e-6)
-    figure = e.draw(record)["01_optimizers.png"]
-    color, sgd_color = catalogue.color("toy_sgd"), catalogue.color("sgd")
-    assert color != sgd_color
-    for ax in figure.axes[:2]:
-        colors = {line.get_label().split(" (")[0]: line.get_color() for line in ax.get_lines()}
-        assert colors["toy_sgd"] == color and colors["SGD"] == sgd_color
-    cells = figure.axes[2].tables[0].get_celld()  # the steps-to-target table: (row, column) -> cell
-    names = {cells[i, 0].get_text().get_text(): cells[i, 0].get_text().get_color() for i in (1, 2)}
-    assert names == {"SGD": sgd_color, "toy_sgd": color}
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
