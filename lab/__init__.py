@@ -13,7 +13,8 @@ Modules and packages, each with one job:
   comparisons (hyperparameters x seeds) as one compiled program, and the store that saves and
   resumes them;
 - :mod:`lab.experiments` (one module per experiment), :mod:`lab.analysis`: the comparisons the lab
-  exists for; :mod:`lab.plotting` holds the figures' shared helpers.
+  exists for; each experiment draws its figures with the shared helpers of :mod:`lab.plotting`;
+- :mod:`lab.sweep_file`, :mod:`lab.export`: sweeps described in TOML files, and results as CSV.
 """
 
 from importlib.metadata import PackageNotFoundError, version
