@@ -319,6 +319,7 @@ def _load_train_test(problem: Problem) -> Dataset:
     return linear_regression_task(key, n_train=n, noise=noise)[0]
 
 
+@functools.lru_cache(maxsize=32)
 def n_outputs(problem: Problem) -> int:
     """The model's output size: the number of classes, or of regression targets."""
     if problem.dataset in _CLASSES:
@@ -326,7 +327,7 @@ def n_outputs(problem: Problem) -> int:
     data = _load_train_test(problem)
     if not problem.is_classification:
         return int(data.y_train.shape[1])
-    return int(max(np.max(data.y_train), np.max(data.y_test))) + 1
+    return int(max(np.max(np.asarray(data.y_train)), np.max(np.asarray(data.y_test)))) + 1
 
 
 def input_shape(problem: Problem) -> tuple[int, ...]:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
+import jax
 import numpy as np
 import pytest
 
@@ -171,3 +175,55 @@ def test_atomic_write_all_writes_the_whole_set_or_nothing(tmp_path, monkeypatch)
 
     store.atomic_write_all(writes)
     assert files() == {"a.txt": b"new a", "b.txt": b"new b", "c.txt": b"new c"}
+
+
+def test_final_params_of_any_model_load_back_as_nested_dicts_and_lists(tmp_path):
+    # A CNN's {"conv": [layers], "head": {...}}, and a user's pytree of tuples and integer dict keys.
+    result = fake_result()
+    runs = result.runs
+    cnn = {"conv": [{"w": np.ones((runs, 3, 1, 2), np.float32), "b": np.zeros((runs, 2), np.float32)}],
+           "head": {"w": np.full((runs, 2, 2), 2, np.float32), "b": np.ones((runs, 2), np.float32)}}
+    mine = ({"w": np.ones((runs, 2, 2), np.float32)}, {7: np.zeros((runs, 1), np.float32)})
+    for params, want in [(cnn, cnn), (mine, [mine[0], mine[1]]), (np.ones((runs, 2), np.float32), None)]:
+        result.final_params = params
+        store.save(str(tmp_path), result)
+        back = store.load(str(tmp_path)).final_params
+        if want is None:
+            np.testing.assert_array_equal(back, params)
+            continue
+        assert type(back) is type(want) and len(back) == len(want)
+        assert jax.tree.structure(back) == jax.tree.structure(want)
+        for got, ref in zip(jax.tree.leaves(back), jax.tree.leaves(want), strict=True):
+            np.testing.assert_array_equal(got, ref)
+
+
+USER_OPTIMIZER = """
+    import optax
+
+    def my_sgd(learning_rate):
+        return optax.sgd(learning_rate)
+"""
+
+
+def test_results_of_a_users_optimizer_load_in_a_fresh_process_without_its_module(tmp_path):
+    # Saved with the module on the path; loaded by a process that cannot import it.
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "lab_test_saved_opt.py").write_text(textwrap.dedent(USER_OPTIMIZER))
+    sys.path.insert(0, str(tmp_path / "code"))
+    try:
+        result = fake_result()
+        result.config = SweepConfig.make(PROBLEM, "lab_test_saved_opt:my_sgd", dict(result.config.grid),
+                                         seeds=2, steps=4, eval_every=2, batch_size=5, name="fake")
+    finally:
+        sys.path.remove(str(tmp_path / "code"))
+        sys.modules.pop("lab_test_saved_opt", None)
+    directory = str(tmp_path / "results")
+    store.save(directory, result)
+    with open(os.path.join(directory, "results.json")) as f:
+        assert json.load(f)["sources"] == result.config.sources()
+    code = ("import sys; from lab.sweep import store; r = store.load(sys.argv[1]); "
+            "assert 'lab_test_saved_opt' not in sys.modules; print(r.config.optimizer, r.config.hash())")
+    child = subprocess.run([sys.executable, "-c", code, directory], capture_output=True, text=True,
+                           timeout=600, cwd=str(tmp_path))
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["lab_test_saved_opt:my_sgd", result.config.hash()]
