@@ -12,12 +12,18 @@ The workload: Adam on the digits MLP (64-128-10, ReLU, He init), mini-batches of
   ``[runs, 64, 64] @ [runs, 64, 128]`` and friends) in a compiled scan with nothing else in it.
 
 The baselines are timed on ``--baseline-runs`` runs (default 8) and scaled linearly to all runs,
-since each run is independent and costs the same; the output says so. Then the lab alone is timed
-for 1, 2, 4, ..., 512 runs. The table is printed last.
+since each run is independent and costs the same; the output says so. It also times the compile of
+the program from JAX's persistent compile cache (what a second process pays), and the sweep with its
+results store, checkpointed every 30 s and after every chunk. Then the lab alone is timed for 1, 4,
+16, ..., 4096 runs: the throughput curve, in run-steps per second; counts whose program exceeds the
+memory budget (``--memory-budget``, default :func:`lab.memory.budget_bytes`) run in blocks. The
+table is printed last.
 
-    python benchmarks/sweep.py                         # full benchmark (a few minutes on 2 CPU cores)
+    python benchmarks/sweep.py                         # full benchmark (about 15 minutes on 2 CPU cores)
     python benchmarks/sweep.py --quick                 # smoke run: 50 steps, 3 scaling points
     python benchmarks/sweep.py --json --out benchmarks/results/sweep_cpu.json
+    python benchmarks/sweep.py --json --out benchmarks/results/sweep_gpu.json \
+        --scaling 1,4,16,64,256,1024,4096,16384,65536     # on a GPU
 """
 
 from __future__ import annotations
@@ -36,9 +42,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lab import compile_cache, memory
 from lab.data import batch_indices
 from lab.problems import Problem, data_loss, init_params, load_data
-from lab.sweep import SweepConfig, clear_compile_cache, run_sweep
+from lab.sweep import SweepConfig, clear_compile_cache, program, run_sweep
 
 PROBLEM = Problem(dataset="digits", hidden=(128,), activation="relu", init="he_normal", loss="cross_entropy")
 SIZES = (64, 128, 10)
@@ -64,21 +71,44 @@ def train_flops_per_step() -> float:
 # ----------------------------------------------------------------------------- the lab
 
 
-def time_lab(runs: int, steps: int, repeats: int = 2) -> dict:
+def time_lab(runs: int, steps: int, repeats: int = 2, budget: int | None = None) -> dict:
     """Compile and run once, then the best of ``repeats`` calls that reuse the compiled program
-    (``repeats=0``: the first call's time less its compile time), and one call that saves results
-    and a checkpoint per chunk."""
+    (``repeats=0``: the first call's time less its compile time), and two calls that save results
+    and checkpoints: every 30 s, and after every chunk."""
     config = workload(runs, steps)
     clear_compile_cache()  # so that every point reports its compile time
-    first = run_sweep(config, store_dir=None, quiet=True)
-    seconds = [run_sweep(config, store_dir=None, quiet=True).wall_seconds for _ in range(repeats)]
+    first = run_sweep(config, store_dir=None, quiet=True, memory_budget=budget)
+    seconds = [run_sweep(config, store_dir=None, quiet=True, memory_budget=budget).wall_seconds
+               for _ in range(repeats)]
     out = {"runs": config.runs, "seconds": min(seconds, default=first.wall_seconds - first.compile_seconds),
-           "compile_seconds": first.compile_seconds,
+           "compile_seconds": first.compile_seconds, "blocks": first.meta["blocks"],
+           "block_runs": first.meta["block_runs"],
            "final_test_accuracy_median": float(np.nanmedian(first.test_accuracy[:, -1]))}
     if repeats:
-        with tempfile.TemporaryDirectory() as tmp:
-            out["with_store_seconds"] = run_sweep(config, store_dir=tmp, quiet=True).wall_seconds
+        for key, interval in (("with_store_seconds", 30), ("checkpoint_every_chunk_seconds", 0)):
+            with tempfile.TemporaryDirectory() as tmp:
+                out[key] = run_sweep(config, store_dir=tmp, quiet=True, checkpoint_seconds=interval,
+                                     memory_budget=budget).wall_seconds
     return out
+
+
+def time_cached_compile(runs: int, steps: int) -> tuple[float, float]:
+    """Seconds to compile the sweep's program with an empty persistent compile cache, then again
+    with every in-memory cache cleared, so that it is loaded from the persistent one (as a new
+    process would). The cache lives in a temporary directory; it is turned off afterwards."""
+    config = workload(runs, steps)
+    key, chunk = program.program_key(config), program.default_chunk_steps(steps)
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        compile_cache.configure(tmp)
+        for _ in range(2):
+            clear_compile_cache()
+            jax.clear_caches()
+            t0 = time.perf_counter()
+            program.compile_program(key, chunk, runs, tuple(jax.devices()), False)
+            times.append(time.perf_counter() - t0)
+        compile_cache.configure("off")
+    return times[0], times[1]
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -209,7 +239,9 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=128, help="runs (default 128 = 32 lrs x 4 seeds)")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--baseline-runs", type=int, default=8, help="runs timed per baseline, then scaled")
-    parser.add_argument("--scaling", default="1,2,4,8,16,32,64,128,256,512", help="run counts to time alone")
+    parser.add_argument("--scaling", default="1,4,16,64,256,1024,4096", help="run counts to time alone")
+    parser.add_argument("--memory-budget", default=None,
+                        help="bytes per device for the scaling points (e.g. 4G; default: lab's budget)")
     parser.add_argument("--quick", action="store_true", help="50 steps, scaling 1,16,128 (a smoke run)")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -218,6 +250,8 @@ def main(argv=None) -> int:
     if args.quick:
         args.steps, args.scaling = 50, "1,16,128"
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    compile_cache.configure("off")  # every compile time below is a cold one, unless said otherwise
+    budget = memory.budget_bytes(args.memory_budget)
 
     config = workload(args.runs, args.steps)
     flops = config.runs * config.steps * train_flops_per_step()
@@ -226,7 +260,11 @@ def main(argv=None) -> int:
 
     lab = time_lab(config.runs, config.steps)
     log(f"lab: {lab['seconds']:.2f} s run, {lab['compile_seconds']:.2f} s compile, "
-        f"{lab['with_store_seconds']:.2f} s with results store and a checkpoint per chunk")
+        f"{lab['with_store_seconds']:.2f} s with results store (checkpoint every 30 s), "
+        f"{lab['checkpoint_every_chunk_seconds']:.2f} s with a checkpoint after every chunk")
+    cold_compile, cached_compile = time_cached_compile(config.runs, config.steps)
+    log(f"compile of the sweep's program: {cold_compile:.2f} s into an empty persistent cache, "
+        f"{cached_compile:.2f} s from it")
     n_base = min(args.baseline_runs, config.runs)
     optax_seconds = time_optax_loop(config, n_base) * config.runs / n_base
     log(f"optax loop: {optax_seconds:.2f} s (timed {n_base} runs, scaled x{config.runs / n_base:g})")
@@ -240,11 +278,14 @@ def main(argv=None) -> int:
 
     scaling = []
     for runs in (int(r) for r in args.scaling.split(",")):
-        point = time_lab(runs, config.steps, repeats=0)
+        point = time_lab(runs, config.steps, repeats=0, budget=budget)
+        throughput = point["runs"] * config.steps / point["seconds"]
         scaling.append({"runs": point["runs"], "seconds": round(point["seconds"], 4),
-                        "compile_seconds": round(point["compile_seconds"], 4)})
-        log(f"  scaling: {point['runs']:4d} runs  {point['seconds']:8.3f} s  "
-            f"compile {point['compile_seconds']:.2f} s")
+                        "compile_seconds": round(point["compile_seconds"], 4),
+                        "run_steps_per_second": round(throughput, 1), "blocks": point["blocks"],
+                        "block_runs": point["block_runs"]})
+        log(f"  scaling: {point['runs']:5d} runs  {point['seconds']:8.3f} s  {throughput:10.0f} run-steps/s  "
+            f"compile {point['compile_seconds']:.2f} s  blocks {point['blocks']} of {point['block_runs']}")
 
     try:
         import torch
@@ -258,6 +299,10 @@ def main(argv=None) -> int:
         "lab_seconds": round(lab["seconds"], 4),
         "lab_compile_seconds": round(lab["compile_seconds"], 4),
         "lab_with_store_seconds": round(lab["with_store_seconds"], 4),
+        "lab_checkpoint_every_chunk_seconds": round(lab["checkpoint_every_chunk_seconds"], 4),
+        "lab_cached_compile_seconds": round(cached_compile, 4),
+        "lab_cold_compile_seconds": round(cold_compile, 4),
+        "memory_budget_bytes": budget,
         "optax_loop_seconds": round(optax_seconds, 4),
         "torch_seconds": None if torch_seconds is None else round(torch_seconds, 4),
         "matmul_rate_fraction": round(lab_rate / rate, 4),
@@ -273,7 +318,10 @@ def main(argv=None) -> int:
         "command": "python benchmarks/sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "notes": f"baselines timed on {n_base} runs and scaled linearly to {config.runs}; lab_seconds: best "
                  "of 2 calls reusing the compiled program, store_dir=None; scaling seconds: first call less "
-                 "its compile time; matmul_rate_fraction = lab FLOP/s (matrix-product FLOPs of training "
+                 "its compile time, run_steps_per_second = runs x steps / seconds, blocks of block_runs "
+                 "runs within memory_budget_bytes per device; lab_cached_compile_seconds: the program "
+                 "loaded from JAX's persistent compile cache with in-memory caches cleared; "
+                 "matmul_rate_fraction = lab FLOP/s (matrix-product FLOPs of training "
                  "only) / FLOP/s of the same batched products alone (best of 3)",
     }
     if args.out:
@@ -289,7 +337,9 @@ def main(argv=None) -> int:
     print(f"{'':34}{'seconds':>10}{'lab is x faster':>18}")
     print(f"{'lab (one compiled program)':34}{lab['seconds']:>10.2f}{'':>18}")
     print(f"{'  its compile time':34}{lab['compile_seconds']:>10.2f}{'':>18}")
-    print(f"{'  with store + checkpoints':34}{lab['with_store_seconds']:>10.2f}{'':>18}")
+    print(f"{'  its compile time, cached':34}{cached_compile:>10.2f}{'':>18}")
+    print(f"{'  with store, checkpoint per 30 s':34}{lab['with_store_seconds']:>10.2f}{'':>18}")
+    print(f"{'  with a checkpoint per chunk':34}{lab['checkpoint_every_chunk_seconds']:>10.2f}{'':>18}")
     print(f"{'optax step in a Python loop':34}{optax_seconds:>10.2f}{optax_seconds / lab['seconds']:>17.1f}x")
     if torch_seconds is not None:
         speedup = torch_seconds / lab["seconds"]
@@ -300,10 +350,11 @@ def main(argv=None) -> int:
           f"({lab_rate / 1e9:.1f} of {rate / 1e9:.1f} GFLOP/s)")
     print(f"(baselines timed on {n_base} runs and scaled to {config.runs})")
     print()
-    print(f"{'runs':>6}{'run s':>10}{'compile s':>11}{'ms per run':>12}")
+    print(f"{'runs':>6}{'run s':>10}{'compile s':>11}{'ms per run':>12}{'run-steps/s':>13}{'blocks':>8}")
     for point in scaling:
         print(f"{point['runs']:>6}{point['seconds']:>10.3f}{point['compile_seconds']:>11.2f}"
-              f"{1000 * point['seconds'] / point['runs']:>12.2f}")
+              f"{1000 * point['seconds'] / point['runs']:>12.2f}{point['run_steps_per_second']:>13.0f}"
+              f"{point['blocks']:>8}")
     return 0
 
 
