@@ -1,5 +1,6 @@
 """Device memory for sweeps: the budget one device may give a compiled program (:func:`budget_bytes`,
-``LAB_SWEEP_MEMORY``), and what a compiled program needs by XLA's own count (:func:`program_bytes`).
+``LAB_SWEEP_MEMORY``), what a compiled program needs by XLA's own count (:func:`program_bytes`), and
+how many runs of a sweep fit in one block (:func:`runs_per_block`).
 """
 
 from __future__ import annotations
