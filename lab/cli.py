@@ -78,7 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in (cli_verify, cli_experiments, cli_sweep):
         module.add_parsers(sub, positive_int=_positive_int)
+    for name in LONG_RUNNING:
+        _add_job_options(sub.choices[name])
     return parser
+
+
+LONG_RUNNING = ("run", "figures", "sweep")  # the commands that train, and so may span processes
+
+
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--distributed", action="store_true",
+                        help="first join the other processes of a multi-process job "
+                        "(jax.distributed.initialize: under Slurm, Open MPI or Kubernetes it finds its "
+                        "peers; see docs/sweeps.md, 'Several processes')")
+    parser.add_argument("--compile-cache", metavar="DIR|off", default=None,
+                        help="where compiled programs are kept for later runs (default "
+                        "$LAB_COMPILE_CACHE, else ~/.cache/lab/jax); 'off' for none")
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    """The persistent compile cache for every command, and the processes of a distributed job."""
+    from lab import compile_cache, distributed
+
+    compile_cache.configure(getattr(args, "compile_cache", None))
+    if getattr(args, "distributed", False):
+        distributed.initialize()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _prepare(args)
         return int(args.handler(args) or 0)
     except (LabError, ValueError, TypeError) as err:
         if os.environ.get("LAB_DEBUG"):

@@ -41,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jax
+
 from lab.experiments.common import Context
 from lab.experiments.record import Record, config_hash, load_record, record_dir, save_record
 
@@ -125,7 +127,8 @@ def run_experiment(name: str, config, *, results_dir: str = "results", force: bo
     record = experiment.run(config, ctx)
     record.meta["experiment"] = name
     record.meta["config"] = json.loads(json.dumps(dataclasses.asdict(config), default=str))
-    save_record(directory, record)
+    if jax.process_index() == 0:  # in a multi-process job, one process writes
+        save_record(directory, record)
     return record
 
 
@@ -142,4 +145,6 @@ def draw_experiment(name: str, record: Record, out_dir: str) -> list[str]:
     if sorted(figures) != sorted(experiment.figures):
         raise ValueError(f"experiment {name!r} drew {sorted(figures)}, but declares "
                          f"{list(experiment.figures)}")
+    if jax.process_index() != 0:  # in a multi-process job, one process writes
+        return []
     return plotting.save(figures, out_dir)
