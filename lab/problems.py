@@ -221,7 +221,7 @@ def _model_spec(model) -> specs.Spec:
         return model
     if isinstance(model, str):
         return specs.from_string(model, "Problem.model", MODELS)
-    return specs.from_callable(model, "Problem.model")
+    return specs.from_callable(model, "Problem.model", MODELS)
 
 
 @functools.lru_cache(maxsize=32)

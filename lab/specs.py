@@ -108,10 +108,14 @@ def from_string(text: str, field: str, builtins: Mapping[str, Any], what: str = 
     return Spec(text, _identity(obj, module_name, field), obj)
 
 
-def from_callable(obj: Callable, field: str) -> Spec:
-    """The spec of a callable passed from Python: ``"module:qualname"`` and its identity."""
+def from_callable(obj: Callable, field: str, builtins: Mapping[str, Any] | None = None) -> Spec:
+    """The spec of a callable passed from Python: its name if it is one of ``builtins``, else
+    ``"module:qualname"``; with its identity."""
     if not callable(obj):
         raise ValueError(f"{field}: expected a name, 'module:attr' or a callable, got {obj!r}")
+    for name, builtin in (builtins or {}).items():
+        if builtin is obj:
+            return from_string(name, field, builtins)
     module = getattr(obj, "__module__", None) or "__main__"
     name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
     return Spec(f"{module}:{name}", _identity(obj, module, field), obj)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import lab.models
 import lab.sweep
 from lab import mnist1d, specs
 from lab.models import init_cnn, init_mlp
@@ -184,6 +185,7 @@ def test_built_in_models_take_the_problems_fields_and_their_own_kwargs():
     for got, want in zip(jax.tree.leaves(cnn), jax.tree.leaves(reference), strict=True):
         np.testing.assert_array_equal(got, want)
     assert predict(problem, cnn, load_data(problem).x_test[:3]).shape == (3, 10)
+    assert Problem(model=lab.models.cnn1d_model) == Problem(model="cnn1d")  # a built-in passed as itself
     digits = Problem(model="cnn2d", model_kwargs={"channels": (4,)})  # the 8x8 digits as images
     assert init_params(digits, key)["conv"][0]["w"].shape == (3, 3, 1, 4)
 

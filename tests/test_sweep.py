@@ -25,8 +25,10 @@ import numpy as np
 import optax
 import pytest
 
+import lab.optim
 import lab.problems
 import lab.sweep.config as sweep_config
+from lab import plotting
 from lab.data import batch_indices
 from lab.losses import accuracy, cross_entropy, mse
 from lab.models import init_mlp, mlp
@@ -330,6 +332,11 @@ def test_a_users_optimizer_and_model_from_a_module_equal_the_same_run_in_a_pytho
     np.testing.assert_allclose(result.weight_norm[-1], np.linalg.norm(w), rtol=1e-4)
     assert result.best("test_accuracy").keys() == {"learning_rate"}
     assert result.grid_view("train_loss").shape == (2, 2, 40)
+    # The figures' helpers take it as any sweep.
+    np.testing.assert_array_equal(plotting.final_values(result, "test_accuracy"),
+                                  result.test_accuracy[:, -1].reshape(2, 2))
+    assert plotting.optimizer_label(config.optimizer) == config.optimizer
+    assert plotting.optimizer_color(config.optimizer).startswith("#")
 
 
 def test_a_factory_passed_from_python_and_optax_by_name_train_like_the_reference(tmp_path, monkeypatch):
@@ -340,6 +347,7 @@ def test_a_factory_passed_from_python_and_optax_by_name_train_like_the_reference
     mine, by_name = small(optimizer=my_sgd, **kw), small(optimizer="optax:sgd", **kw)
     assert mine.optimizer.endswith(".<locals>.my_sgd") and mine.optimizer.source == function_digest(my_sgd)
     assert by_name.optimizer == "optax:sgd" and mine.hash() != by_name.hash()
+    assert small(optimizer=lab.optim.sgd) == small(optimizer="sgd")  # a catalogue factory is its entry
     for config in (mine, by_name):
         result = run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=6)
         for r, lr in enumerate([0.1, 0.3]):

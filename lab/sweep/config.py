@@ -110,7 +110,7 @@ class SweepConfig:
         if not isinstance(self.optimizer, specs.Spec):
             spec = (specs.from_string(self.optimizer, "SweepConfig.optimizer", OPTIMIZERS, "optimizer")
                     if isinstance(self.optimizer, str) else
-                    specs.from_callable(self.optimizer, "SweepConfig.optimizer"))
+                    specs.from_callable(self.optimizer, "SweepConfig.optimizer", OPTIMIZERS))
             object.__setattr__(self, "optimizer", spec)
         for field in ("seeds", "steps", "eval_every", "log_every"):
             value = getattr(self, field)
