@@ -8,6 +8,7 @@ plotting change only redraws. Output directories are checked for writability bef
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -82,6 +83,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise LabError(f"unknown experiment {args.name!r}; valid: {', '.join(experiments)}")
     experiment = experiments[args.name]
     config = experiment.make_config(args.quick, seeds=args.seeds, steps=args.steps)
+    if args.all_optimizers:
+        if not hasattr(config, "optimizers"):
+            raise LabError(f"experiment {args.name!r} has no --all-optimizers setting (it compares no "
+                           "optimizers)")
+        from lab.optim import catalogue
+
+        config = dataclasses.replace(config, optimizers=catalogue.names())
     out = _out_dir(args)
     _check_writable(out, "--out")
     _check_writable(args.results, "--results")
@@ -131,6 +139,9 @@ def add_parsers(subparsers, positive_int) -> None:
     run.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
     run.add_argument("--steps", type=positive_int, default=None, help="override the number of steps")
     run.add_argument("--force", action="store_true", help="rerun even if saved results exist")
+    run.add_argument("--all-optimizers", action="store_true",
+                     help="every optimizer of the catalogue instead of the experiment's selection (an "
+                          "optimizer a sweep cannot run is left out, with the reason in the summary)")
     run.set_defaults(handler=_cmd_run)
 
     figures = subparsers.add_parser(

@@ -57,6 +57,9 @@ def test_non_positive_seeds_or_steps_are_rejected(tmp_path, capsys, flag, value)
 def test_a_setting_the_experiment_does_not_have_is_rejected(tmp_path, capsys):
     assert _exit_status(["run", "speed", "--seeds", "3", "--out", str(tmp_path / "o")]) == 2
     assert "has no --seeds" in _one_line_error(capsys)
+    assert _exit_status(["run", "speed", "--all-optimizers", "--out", str(tmp_path / "o")]) == 2
+    assert "has no --all-optimizers" in _one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("command", [["run", "speed"], ["figures", "--quick"]])

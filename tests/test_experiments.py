@@ -69,8 +69,26 @@ def test_make_config_overrides_seeds_and_steps_and_rejects_what_is_not_there():
 
 
 def test_the_comparisons_default_to_the_catalogue():
-    assert EXPERIMENTS["optimizers"].make_config().optimizers == catalogue.featured()
+    from lab.experiments import optimizers
+
+    selection = EXPERIMENTS["optimizers"].make_config().optimizers
+    assert selection[:len(catalogue.featured())] == catalogue.featured()
+    assert set(selection) == set(catalogue.featured()) | set(optimizers.ZOO)
+    assert EXPERIMENTS["lr_sensitivity"].make_config().optimizers == selection
     assert EXPERIMENTS["verification"].make_config().optimizers == catalogue.names()
+    colors = [catalogue.color(o) for o in selection]
+    assert len(set(colors)) == len(colors)  # each its own colour
+
+
+def test_every_catalogue_optimizer_is_swept_or_left_out_with_its_reason():
+    from lab.experiments import optimizers
+
+    assert optimizers.rate_name("adam") == "learning_rate"
+    assert optimizers.rate_name("polyak_sgd") == "max_learning_rate"  # its search space has no learning_rate
+    cfg = dataclasses.replace(optimizers.quick(), optimizers=("polyak_sgd", "noisy_sgd"))
+    ok, excluded = optimizers.sweepable(cfg)
+    assert ok == ["polyak_sgd"]
+    assert list(excluded) == ["noisy_sgd"] and "key" in excluded["noisy_sgd"]
 
 
 def test_config_hash_tells_configs_apart():
