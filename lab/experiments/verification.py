@@ -156,8 +156,8 @@ def draw(record: Record) -> dict:
     ax_bug.axhline(1.0, color="#B00020", linestyle="--", linewidth=1.2,
                    label="tolerance (error / tolerance = 1)")
     ax_bug.set_ylim(FLOOR / 3, 1e7)
-    plotting.style(ax_bug, "Planted bugs (float32): error / tolerance per step; o: the first step caught\n"
-                   f"(drawn at {FLOOR:g} where the error is exactly 0)", "step (0 = first update)",
+    plotting.style(ax_bug, "Planted bugs (float32): error / tolerance per step\no: the first step caught; "
+                   f"an exact 0 is drawn at {FLOOR:g}", "step (0 = first update)",
                    "relative error / tolerance (log)", logy=True, legend=False)
     ax_bug.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, framealpha=0.85)
     return {"11_verification.png": fig}
