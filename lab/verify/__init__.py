@@ -19,7 +19,7 @@ from lab.verify.report import (
     json_safe,
 )
 from lab.verify.stream import DEFAULT_SCALES, DEFAULT_TREE
-from lab.verify.torch_candidates import TORCH_HINT
+from lab.verify.torch_candidates import TORCH_HINT, is_torch
 from lab.verify.trajectories import TrajectoryReport, compare_trajectories
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "compare_trajectories",
     "default_rtol",
     "first_line",
+    "is_torch",
     "json_safe",
     "oscillating_schedule",
     "resolve_reference",

@@ -208,7 +208,10 @@ def rmsprop_lr_after_momentum(learning_rate, decay=0.9, eps=1e-8, initial_scale=
 
 
 def _written(name: str, kwargs: Mapping[str, Any]) -> str:
-    return f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    def value(v):  # 12 significant digits: 0.1 * (1 - 0.9) is written 0.01
+        return f"{v:.12g}" if isinstance(v, float) else repr(v)
+
+    return f"{name}({', '.join(f'{k}={value(v)}' for k, v in kwargs.items())})"
 
 
 def _coupled(factory: Factory, name: str, weight_decay: float) -> tuple[Factory, str]:

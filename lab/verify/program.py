@@ -87,15 +87,17 @@ def compute_dtype(a: Any, b: Any):
         return jnp.promote_types(common, floor)
 
 
-# Above this many element-updates a program is worth XLA's backend optimizations (measured on 2 CPU
-# cores: 4 Adam pairs, 1000 steps, 2 seeds on the default tree take 2.5 s to compile and 5.4 s to run
-# without them, 3.4 s and 2.0 s with them; without the 16512-element leaf, 2.2 + 0.8 s and 3.2 + 0.6 s).
+# Above this many element-updates a program run once is worth XLA's backend optimizations (measured on
+# 2 CPU cores: 4 Adam pairs, 1000 steps, 2 seeds on the default tree take 2.5 s to compile and 5.4 s to
+# run without them, 3.4 s and 2.0 s with them; without the 16512-element leaf, 2.2 + 0.8 s and 3.2 +
+# 0.6 s). 64-bit programs keep them always: without them XLA's CPU rsqrt can differ by 2e-7 between two
+# identical float64 computations, far above float64's tolerance.
 OPTIMIZE_ABOVE = 10_000_000
 
 
-def compiler_options(work: int) -> dict[str, int]:
+def compiler_options(work: int, x64: bool) -> dict[str, int]:
     """XLA options for a program run once that updates ``work`` elements in all."""
-    return {} if work > OPTIMIZE_ABOVE else {"xla_backend_optimization_level": 0}
+    return {} if x64 or work > OPTIMIZE_ABOVE else {"xla_backend_optimization_level": 0}
 
 
 def as_leaves(flat: Array, flat_imag: Array | None, lay: Layout, dtype) -> list[Array]:
@@ -146,6 +148,43 @@ def leaf_stats(xp, c, r, allowance=None):
     return out[:1] + (out[1].astype(np.int32),) + out[2:]
 
 
+def _flat(leaves: Sequence[Array], dtype) -> Array:
+    def cast(x):
+        if jnp.issubdtype(x.dtype, jnp.complexfloating) and not jnp.issubdtype(dtype, jnp.complexfloating):
+            x = jnp.real(x)  # a complex update of real parameters, a bug reported by its dtype
+        return x.reshape(-1).astype(dtype)
+
+    return jnp.concatenate([cast(x) for x in leaves])
+
+
+def flat_stats(c_leaves: Sequence[Array], r_leaves: Sequence[Array], lay: Layout, dtype) -> tuple[Array, ...]:
+    """:func:`step_stats` of every leaf at once, over the leaves laid end to end (one vector, with
+    segment reductions: a much smaller program than leaf by leaf). Each result is ``(leaves,)``."""
+    dt = compute_dtype(dtype, dtype)
+    real = real_dtype(dt)
+    c, r = _flat(c_leaves, dt), _flat(r_leaves, dt)
+    sizes = np.diff(np.asarray(lay.offsets))
+    segments = jnp.asarray(np.repeat(np.arange(len(sizes), dtype=np.int32), sizes))
+    n = len(sizes)
+    finite_r, finite_c = jnp.isfinite(r), jnp.isfinite(c)
+    same_nonfinite = jnp.where(finite_r, finite_c, (c == r) | (jnp.isnan(c) & jnp.isnan(r)))
+    both = finite_r & finite_c
+    diff = jnp.abs(jnp.where(both, c, 0) - jnp.where(both, r, 0)).astype(real)
+    diff = jnp.where(same_nonfinite, diff, jnp.inf)
+    worst = jax.ops.segment_max(diff, segments, n, indices_are_sorted=True)
+    position = jnp.arange(c.size, dtype=np.int32)
+    at = jax.ops.segment_min(jnp.where(diff == worst[segments], position, c.size), segments, n,
+                             indices_are_sorted=True)
+    at = jnp.minimum(at, max(c.size - 1, 0))
+    ref_abs = jnp.where(finite_r, jnp.abs(r), 0).astype(real)
+    empty = jnp.asarray(sizes == 0)
+    zero = jnp.zeros((), real)
+    return (jnp.where(empty, zero, worst), jnp.where(empty, 0, at - jnp.asarray(lay.offsets[:-1], np.int32)),
+            jnp.where(empty, 0, c[at]), jnp.where(empty, 0, r[at]),
+            jnp.where(empty, zero, jax.ops.segment_max(ref_abs, segments, n, indices_are_sorted=True)),
+            jax.ops.segment_sum(ref_abs * ref_abs, segments, n, indices_are_sorted=True))
+
+
 def run_pairs(pairs: Sequence[Pair], lay: Layout, seeds: Sequence[int], steps: int) -> list[Run]:
     """Run every pair over ``steps`` updates of the stream of each seed, in one compiled program.
 
@@ -153,8 +192,9 @@ def run_pairs(pairs: Sequence[Pair], lay: Layout, seeds: Sequence[int], steps: i
     pair, a :class:`Run`. Raises :class:`SideError` when a side raises
     while traced.
     """
-    if not lay.shapes:
-        return [Run({k: np.zeros((len(seeds), steps, 0)) for k in STAT_NAMES}, []) for _ in pairs]
+    if lay.size == 0:  # nothing to update, nothing to compare
+        zeros = {k: np.zeros((len(seeds), steps, len(lay.shapes))) for k in STAT_NAMES}
+        return [Run(zeros, [(jnp.dtype(p.dtype).name,) * 2 for _ in lay.shapes]) for p in pairs]
     params0, grads, values = stream(lay, tuple(seeds), steps)
     is_complex = any(jnp.issubdtype(p.dtype, jnp.complexfloating) for p in pairs)
     imag = stream(lay, tuple(s + IMAG_SEED for s in seeds), steps)[:2] if is_complex else (None, None)
@@ -180,8 +220,7 @@ def run_pairs(pairs: Sequence[Pair], lay: Layout, seeds: Sequence[int], steps: i
                 c_leaves, r_leaves = check_structures(c_upd, r_upd)
                 dtypes[k] = [(jnp.dtype(c.dtype).name, jnp.dtype(r.dtype).name)
                              for c, r in zip(c_leaves, r_leaves, strict=True)]
-                stats = [leaf_stats(jnp, c, r) for c, r in zip(c_leaves, r_leaves, strict=True)]
-                outs.append(_stack(stats, pair.dtype))
+                outs.append(flat_stats(c_leaves, r_leaves, lay, pair.dtype))
                 # Both see the reference's parameters, so a difference cannot compound through them.
                 with jax.numpy_dtype_promotion("standard"):
                     params = optax.apply_updates(params, r_upd)
@@ -192,23 +231,8 @@ def run_pairs(pairs: Sequence[Pair], lay: Layout, seeds: Sequence[int], steps: i
 
     args = (params0, grads, values, imag[0], imag[1])
     compiled = jax.jit(jax.vmap(one_seed)).lower(*args).compile(
-        compiler_options=compiler_options(lay.size * steps * len(seeds) * len(pairs)))
+        compiler_options=compiler_options(lay.size * steps * len(seeds) * len(pairs),
+                                          any(needs_x64(p.dtype) for p in pairs)))
     outs = compiled(*args)
     return [Run({name: np.asarray(x) for name, x in zip(STAT_NAMES, out, strict=True)}, dtypes[k])
             for k, out in enumerate(outs)]
-
-
-def _stack(stats: list[tuple[Array, ...]], dtype) -> tuple[Array, ...]:
-    """Each statistic stacked over leaves, in one dtype per statistic (a leaf whose update has another
-    dtype, a bug reported as such, is converted)."""
-    value = compute_dtype(dtype, dtype)
-    real = real_dtype(value)
-
-    def cast(x, dt):
-        if jnp.issubdtype(x.dtype, jnp.complexfloating) and not jnp.issubdtype(dt, jnp.complexfloating):
-            x = jnp.real(x)
-        return x.astype(dt)
-
-    kinds = {"idx": jnp.int32, "cand": value, "ref": value}
-    return tuple(jnp.stack([cast(s[i], kinds.get(name, real)) for s in stats])
-                 for i, name in enumerate(STAT_NAMES))

@@ -116,7 +116,7 @@ class _Job:
 
 
 def _reference_stepper(jobs: Sequence[_Job], lay: Layout):
-    """Vmapped over seeds, every job's reference: ``init(p0, p0_imag)`` and the jitted
+    """Jitted and vmapped over seeds, every job's reference: ``init(p0, p0_imag)`` and
     ``step(carry, g, g_imag, v) -> (carry, updates)`` over all of them."""
 
     def init(p0, p0_imag):
@@ -138,9 +138,11 @@ def _reference_stepper(jobs: Sequence[_Job], lay: Layout):
             updates.append(jax.tree.leaves(upd))
         return new, updates
 
-    # init runs once, eagerly; the step is compiled once and run at every step (unoptimized: each call
-    # is small, and the torch side dominates the time).
-    return jax.vmap(init), jax.jit(jax.vmap(step), compiler_options=compiler_options(0))
+    # Each is compiled once (unoptimized unless 64-bit: each call is small, and the torch side
+    # dominates the time); init runs once, the step at every step.
+    options = compiler_options(0, any(needs_x64(j.dtype) for j in jobs))
+    return (jax.jit(jax.vmap(init), compiler_options=options),
+            jax.jit(jax.vmap(step), compiler_options=options))
 
 
 def _prepare(torch, obj, kwargs, lr_arg: str, job: _Job, lay: Layout, n_seeds: int) -> str:
@@ -172,13 +174,16 @@ def _run_group(torch, jobs: Sequence[_Job], lr_arg: str, lay: Layout, seeds: tup
     init, step = _reference_stepper(jobs, lay)
     carry = init(p0, imag[0])
     closures = [[_needs_closure(opt) for opt in job.opts] for job in jobs]
+    # The learning rate of every step, as the reference's schedule computes it (one call, not one per step).
+    rates = [None if j.schedule is None else np.asarray(j.schedule(jnp.arange(steps)), np.float64).tolist()
+             for j in jobs]
     ref_dtypes: list[list[str]] = []
     for t in range(steps):
         olds = [[np.asarray(x) for x in jax.tree.leaves(params)] for params, _ in carry]  # (seeds, *shape)
         g_t = None if imag[1] is None else imag[1][:, t]
         carry, updates = step(carry, grads[:, t], g_t, values[:, t])
         ref_dtypes = [[np.asarray(x).dtype.name for x in upd] for upd in updates]
-        for job, old, upd, needs in zip(jobs, olds, updates, closures, strict=True):
+        for job, old, upd, needs, rate in zip(jobs, olds, updates, closures, rates, strict=True):
             real = jnp.dtype(job.dtype).kind != "c"
             g_leaves = lay.split(grads[:, t] if real else grads[:, t] + 1j * g_t)
             upd = [np.asarray(x) for x in upd]
@@ -188,9 +193,9 @@ def _run_group(torch, jobs: Sequence[_Job], lr_arg: str, lay: Layout, seeds: tup
                     for p, x, g in zip(ts, old, g_leaves, strict=True):
                         p.copy_(_tensor(x[s], p.dtype))
                         p.grad = _tensor(g[s], p.dtype)
-                if job.schedule is not None:
+                if rate is not None:
                     for group in opt.param_groups:
-                        group[lr_arg] = float(job.schedule(t))
+                        group[lr_arg] = rate[t]
                 if needs[s]:
                     value = float(values[s, t])
                     opt.step(lambda value=value: torch.tensor(value))
