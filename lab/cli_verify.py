@@ -218,7 +218,7 @@ def _catalogue_checks(args: argparse.Namespace) -> list[_Check]:
     for e in catalogue.entries():
         if args.optimizer not in (None, e.name):
             continue
-        no_schedule = f"the reference {e.reference_name} takes no learning-rate schedule"
+        no_schedule = f"the reference takes no learning-rate schedule ({e.reference_name})"
         schedule = "--no-schedule" if args.no_schedule else (True if e.schedule else no_schedule)
         checks += [_Check(e.name, e.factory, e.name, dict(kw), dict(kw), None, schedule, e.needs_value,
                           e.complex_params) for kw in e.verify]

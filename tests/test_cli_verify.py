@@ -282,7 +282,7 @@ def test_a_catalogue_entry_registered_at_run_time_is_verified(capsys, toy):
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("toy ")]
     assert [row.split()[-1] for row in rows] == ["PASS", "SKIP"]
-    assert "1 skipped: the reference optax.toy takes no learning-rate schedule" in out
+    assert "1 skipped: the reference takes no learning-rate schedule (optax.toy)" in out
 
 
 def test_without_torch_a_torch_candidate_gets_one_line_saying_how_to_install_it(capsys, tmp_path,

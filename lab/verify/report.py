@@ -83,7 +83,7 @@ class Failure:
             return (f"{where}: candidate update dtype {self.candidate_dtype} != reference "
                     f"{self.reference_dtype} (params and gradients are {self.dtype}; updates must keep "
                     f"the reference's dtype); values at {self.index}: {values}")
-        rounding = f", after {self.rounding:.3g} of parameter rounding" if self.rounding else ""
+        rounding = f", beyond {self.rounding:.3g} of the parameters' own rounding" if self.rounding else ""
         return (f"{where} {self.dtype} at {self.index}: {values} (relative error {self.error:.3g} > "
                 f"tolerance {self.tolerance:.3g}{rounding})")
 
@@ -223,9 +223,10 @@ class VerifyReport:
             lines.append(f"  first parted at {self.failure}")
         if self.convention is not None:
             lines.append(f"  known convention: {self.convention}")
-        reasons = dict.fromkeys(c.skipped for c in self.skipped)
-        for reason in reasons:
-            which = ", ".join(c.label for c in self.skipped if c.skipped == reason)
+        for reason in dict.fromkeys(c.skipped for c in self.skipped):
+            cases = [c for c in self.skipped if c.skipped == reason]
+            which = "; ".join(f"{s} ({', '.join(c.dtype for c in cases if c.setting == s)})"
+                              for s in dict.fromkeys(c.setting for c in cases))
             lines.append(f"  skipped {which}: {reason}")
         return "\n".join(lines)
 

@@ -50,7 +50,7 @@ class Layout:
     def split(self, flat):
         """The leaves (a list) of a ``(..., size)`` array, each reshaped to ``(..., *shape)``."""
         lead = flat.shape[:-1]
-        return [flat[..., a:b].reshape(*lead, *shape)
+        return [flat[..., a:b].reshape((*lead, *shape))
                 for a, b, shape in zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)]
 
     def unflatten(self, leaves):
