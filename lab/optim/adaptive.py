@@ -24,6 +24,8 @@ from lab.optim.base import (
     check_learning_rate,
     check_scalar,
     checked_chain,
+    debias,
+    moment,
     safe_increment,
     zeros_like,
 )
@@ -33,15 +35,6 @@ from lab.optim.layerwise import Mask, leaf_norm, masked, needs_params, scale_by_
 
 __all__ = ["ScaleByAdanState", "ScaleByNovogradState", "adan", "lamb", "lars", "novograd", "scale_by_adan",
            "scale_by_novograd"]
-
-
-def _moment(x: Array, t: Array, decay: Scalar) -> Array:
-    """``(1 - decay) x + decay t`` in the state's dtype (``x`` may be a real ``|g|^2``)."""
-    return cast(1 - decay, t.dtype) * x.astype(t.dtype) + cast(decay, t.dtype) * t
-
-
-def _debias(x: Array, correction: Array) -> Array:
-    return x / correction.astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -80,16 +73,16 @@ def scale_by_adan(b1: Scalar = 0.98, b2: Scalar = 0.92, b3: Scalar = 0.99, eps: 
         del params
         first = state.count == 0  # no previous gradient: the difference is 0
         diff = jax.tree.map(lambda g, prev: jnp.where(first, jnp.zeros_like(g), g - prev), updates, state.g)
-        m = jax.tree.map(lambda g, t: _moment(g, t, b1), updates, state.m)
-        v = jax.tree.map(lambda d, t: _moment(d, t, b2), diff, state.v)
-        n = jax.tree.map(lambda g, d, t: _moment(abs_sq(g + cast(1 - b2, d.dtype) * d), t, b3),
+        m = jax.tree.map(lambda g, t: moment(g, t, b1), updates, state.m)
+        v = jax.tree.map(lambda d, t: moment(d, t, b2), diff, state.v)
+        n = jax.tree.map(lambda g, d, t: moment(abs_sq(g + cast(1 - b2, d.dtype) * d), t, b3),
                          updates, diff, state.n)
         count = safe_increment(state.count)
         bc1, bc2, bc3 = (bias_correction(b, count) for b in (b1, b2, b3))
 
         def direction(m, v, n):
-            num = _debias(m, bc1) + cast(1 - b2, v.dtype) * _debias(v, bc2)
-            return num / (jnp.sqrt(_debias(n, bc3) + cast(eps_root, n.dtype)) + cast(eps, n.dtype))
+            num = debias(m, bc1) + cast(1 - b2, v.dtype) * debias(v, bc2)
+            return num / (jnp.sqrt(debias(n, bc3) + cast(eps_root, n.dtype)) + cast(eps, n.dtype))
 
         return jax.tree.map(direction, m, v, n), ScaleByAdanState(count=count, m=m, v=v, n=n, g=updates)
 
@@ -130,7 +123,7 @@ def scale_by_novograd(b1: Scalar = 0.9, b2: Scalar = 0.25, eps: Scalar = 1e-8, e
 
         def second_moment(g, n):  # the first step starts the average at ||g_1||^2
             sq = (leaf_norm(g) * leaf_norm(g)).astype(n.dtype)
-            return jnp.where(count == 1, sq, _moment(sq, n, b2))
+            return jnp.where(count == 1, sq, moment(sq, n, b2))
 
         nu = jax.tree.map(second_moment, updates, state.nu)
 

@@ -26,6 +26,8 @@ from lab.optim.base import (
     check_learning_rate,
     check_scalar,
     checked_chain,
+    debias,
+    moment,
     safe_increment,
     zeros_like,
 )
@@ -35,15 +37,6 @@ from lab.optim.layerwise import Mask, masked
 
 __all__ = ["ProdigyState", "ScaleByAdemamixState", "ScaleByAdoptState", "ademamix", "adopt", "prodigy",
            "scale_by_ademamix", "scale_by_adopt"]
-
-
-def _moment(x: Array, t: Array, decay: Scalar) -> Array:
-    """``(1 - decay) x + decay t`` in the state's dtype (``x`` may be a real ``|g|^2``)."""
-    return cast(1 - decay, t.dtype) * x.astype(t.dtype) + cast(decay, t.dtype) * t
-
-
-def _debias(x: Array, correction: Array) -> Array:
-    return x / correction.astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -89,7 +82,7 @@ def scale_by_adopt(b1: Scalar = 0.9, b2: Scalar = 0.9999, eps: Scalar = 1e-6, *,
         # The first step only records v_0 = g_0^2 (b2 -> 0) and leaves the momentum at 0 (b1 -> 1).
         started = state.count > 0
         b1_, b2_ = jnp.where(started, b1, 1), jnp.where(started, b2, 0)
-        nu = jax.tree.map(lambda g, v: _moment(abs_sq(g), v, b2_), updates, state.nu)
+        nu = jax.tree.map(lambda g, v: moment(abs_sq(g), v, b2_), updates, state.nu)
         clip = clip_value_fn(state.count) if use_clipping else None
 
         def normalized(g, v):  # by the previous step's second moment
@@ -97,8 +90,8 @@ def scale_by_adopt(b1: Scalar = 0.9, b2: Scalar = 0.9999, eps: Scalar = 1e-6, *,
             return jnp.clip(x, -cast(clip, x.dtype), cast(clip, x.dtype)) if use_clipping else x
 
         x = jax.tree.map(normalized, updates, state.nu)
-        mu = jax.tree.map(lambda x, m: _moment(x, m, b1_), x, state.mu)
-        out = jax.tree.map(lambda x, m: _moment(x, m, b1_), x, mu) if nesterov else mu
+        mu = jax.tree.map(lambda x, m: moment(x, m, b1_), x, state.mu)
+        out = jax.tree.map(lambda x, m: moment(x, m, b1_), x, mu) if nesterov else mu
         return out, ScaleByAdoptState(count=safe_increment(state.count), mu=mu, nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -142,14 +135,14 @@ def scale_by_ademamix(b1: Scalar = 0.9, b2: Scalar = 0.999, b3: ScalarOrSchedule
         del params
         b3_t = b3(state.count) if callable(b3) else b3
         alpha_t = alpha(state.count) if callable(alpha) else alpha
-        m1 = jax.tree.map(lambda g, m: _moment(g, m, b1), updates, state.m1)
-        m2 = jax.tree.map(lambda g, m: _moment(g, m, b3_t), updates, state.m2)
-        nu = jax.tree.map(lambda g, v: _moment(abs_sq(g), v, b2), updates, state.nu)
+        m1 = jax.tree.map(lambda g, m: moment(g, m, b1), updates, state.m1)
+        m2 = jax.tree.map(lambda g, m: moment(g, m, b3_t), updates, state.m2)
+        nu = jax.tree.map(lambda g, v: moment(abs_sq(g), v, b2), updates, state.nu)
         count = safe_increment(state.count)
         bc1, bc2 = bias_correction(b1, count), bias_correction(b2, count)
         updates = jax.tree.map(
-            lambda m1, m2, v: (_debias(m1, bc1) + cast(alpha_t, m2.dtype) * m2)
-            / (jnp.sqrt(_debias(v, bc2) + cast(eps_root, v.dtype)) + cast(eps, v.dtype)), m1, m2, nu)
+            lambda m1, m2, v: (debias(m1, bc1) + cast(alpha_t, m2.dtype) * m2)
+            / (jnp.sqrt(debias(v, bc2) + cast(eps_root, v.dtype)) + cast(eps, v.dtype)), m1, m2, nu)
         return updates, ScaleByAdemamixState(count=count, m1=m1, m2=m2, nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -323,7 +316,7 @@ def prodigy(learning_rate: ScalarOrSchedule = 1.0, betas: tuple[Scalar, Scalar] 
         inner = sum(jax.tree.leaves(jax.tree.map(
             lambda g, p0, p: jnp.tensordot(g, p0 - p, g.ndim, precision=jax.lax.Precision.HIGHEST),
             updates, state.params0, params)))
-        exp_avg = jax.tree.map(lambda x, m: _moment(x, m, beta1), dg, state.exp_avg)
+        exp_avg = jax.tree.map(lambda x, m: moment(x, m, beta1), dg, state.exp_avg)
         exp_avg_sq = jax.tree.map(
             lambda x, v: cast(beta2, v.dtype) * v + cast(1 - beta2, v.dtype) * x * x, dg, state.exp_avg_sq)
         s_scale = d if safeguard_warmup else dlr

@@ -91,6 +91,16 @@ def cast(value: Scalar, dtype) -> Array:
     return jnp.asarray(value).astype(dtype)
 
 
+def moment(x: Array, t: Array, decay: Scalar) -> Array:
+    """``(1 - decay) x + decay t`` in the state's dtype (``x`` may be a real ``|g|^2``)."""
+    return cast(1 - decay, t.dtype) * x.astype(t.dtype) + cast(decay, t.dtype) * t
+
+
+def debias(x: Array, correction: Array) -> Array:
+    """A moment divided by its bias correction, cast to the moment's dtype."""
+    return x / correction.astype(x.dtype)
+
+
 def at_least_float32(dtype) -> jnp.dtype:
     """``dtype`` if it has 32 bits or more, else float32 (``jnp.promote_types`` refuses mixed
     floats under strict dtype promotion)."""
