@@ -10,32 +10,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import tempfile
 import time
+
+from lab.errors import check_writable
 
 FIGURES_DIR = "figures"
 QUICK_FIGURES_DIR = os.path.join("results", "figures-quick")
-
-
-def _check_writable(path: str, what: str) -> None:
-    """Raise LabError unless ``path`` is (or can be created as) a writable directory. Creates nothing."""
-    from lab.errors import LabError
-
-    probe = os.path.abspath(path)
-    if os.path.exists(probe) and not os.path.isdir(probe):
-        raise LabError(f"{what} {path!r} is not a directory")
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise LabError(f"{what} {path!r} cannot be created: {probe!r} is not a directory")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as err:
-        raise LabError(f"{what} {path!r} is not writable ({err.strerror or err})") from None
 
 
 def _out_dir(args) -> str:
@@ -91,8 +71,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         config = dataclasses.replace(config, optimizers=catalogue.names())
     out = _out_dir(args)
-    _check_writable(out, "--out")
-    _check_writable(args.results, "--results")
+    check_writable(out, "--out")
+    check_writable(args.results, "--results")
     paths, record, seconds = _run_one(args.name, config, args, out)
     _print_table(f"{args.name}{' (quick)' if args.quick else ''}: {experiment.description}",
                  record.meta["summary"])
@@ -104,8 +84,8 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     from lab.experiments import registry
 
     out = _out_dir(args)
-    _check_writable(out, "--out")
-    _check_writable(args.results, "--results")
+    check_writable(out, "--out")
+    check_writable(args.results, "--results")
     t_all = time.perf_counter()
     for name, experiment in registry().items():
         paths, _, seconds = _run_one(name, experiment.make_config(args.quick), args, out)

@@ -12,29 +12,12 @@ import argparse
 import itertools
 import os
 import sys
-import tempfile
 
 import numpy as np
 
+from lab.errors import check_writable
+
 RESULTS_DIR = "results"
-
-
-def _writable_dir(path: str, what: str) -> None:
-    """Raise LabError unless ``path`` is (or can be created as) a writable directory. Creates nothing."""
-    from lab.errors import LabError
-
-    probe = os.path.abspath(path)
-    if os.path.exists(probe) and not os.path.isdir(probe):
-        raise LabError(f"{what} {path!r} is not a directory")
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        raise LabError(f"{what} {path!r} cannot be created: {probe!r} is not a directory")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as err:
-        raise LabError(f"{what} {path!r} is not writable ({err.strerror or err})") from None
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -48,7 +31,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         config = sweep_file.read(args.file)
     except ValueError as err:
         raise LabError(str(err)) from None
-    _writable_dir(args.out, "--out")
+    check_writable(args.out, "--out")
     directory = store.result_dir(config, args.out)
     reused = not args.force and store.is_complete(directory)
     result = run_sweep(config, store_dir=args.out, force=args.force, quiet=args.quiet)
@@ -106,7 +89,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return 0
     if os.path.isdir(args.out):
         raise LabError(f"--out {args.out!r} is a directory; give a file name (e.g. {result.config.name}.csv)")
-    _writable_dir(os.path.dirname(args.out) or ".", "--out's directory")
+    check_writable(os.path.dirname(args.out) or ".", "--out's directory")
     export.write_csv(result, args.out, losses=args.losses)
     steps = result.logged_steps if args.losses else result.eval_steps
     what = "logged steps" if args.losses else "evaluations"
