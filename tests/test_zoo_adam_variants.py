@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from convergence import descend
 
 from lab.optim import adam_maxima, adam_variants, catalogue
 from lab.optim.adam_maxima import adamax, amsgrad
@@ -53,19 +54,7 @@ def _converged():
     setups = [({"parabola": _parabola, "rosenbrock": _rosenbrock}[t](jnp.dtype(d)),
                FACTORIES[n](**OPTAX_KWARGS[n])) for n, t, d in CASES]
 
-    def run():
-        def step(carry, _):
-            new = []
-            for ((_, _, objective), opt), (p, s) in zip(setups, carry, strict=True):
-                g = jax.tree.map(jnp.conj, jax.grad(objective)(p))  # optax's convention for complex
-                u, s = opt.update(g, s, p)
-                new.append((optax.apply_updates(p, u), s))
-            return new, None
-
-        carry = [(p0, opt.init(p0)) for (p0, _, _), opt in setups]
-        return [p for p, _ in jax.lax.scan(step, carry, None, length=10_000)[0]]
-
-    finals = jax.jit(run)()
+    finals = [p for p, _ in descend(setups, 10_000)]
     return {case: (np.asarray(p), np.asarray(minimum))
             for case, p, ((_, minimum, _), _) in zip(CASES, finals, setups, strict=True)}
 

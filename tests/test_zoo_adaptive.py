@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from convergence import descend
 
 from lab import verify
 from lab.optim import adaptive, adaptive_contrib, catalogue
@@ -72,19 +73,7 @@ def _converged(cases: tuple, steps: int):
     """Every case's parameters after ``steps`` steps, all in one compiled program."""
     setups = [(TARGETS[t](jnp.dtype(d)), FACTORIES[n](**OPTAX_KWARGS[n])) for n, t, d in cases]
 
-    def run():
-        def step(carry, _):
-            new = []
-            for ((_, _, objective), opt), (p, s) in zip(setups, carry, strict=True):
-                g = jax.tree.map(jnp.conj, jax.grad(objective)(p))  # optax's convention for complex
-                u, s = opt.update(g, s, p)
-                new.append((optax.apply_updates(p, u), s))
-            return new, None
-
-        carry = [(p0, opt.init(p0)) for (p0, _, _), opt in setups]
-        return [p for p, _ in jax.lax.scan(step, carry, None, length=steps)[0]]
-
-    finals = jax.jit(run)()
+    finals = [p for p, _ in descend(setups, steps)]
     return {case: (jax.tree.map(np.asarray, p), jax.tree.map(np.asarray, minimum))
             for case, p, ((_, minimum, _), _) in zip(cases, finals, setups, strict=True)}
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from convergence import descend
 
 from lab import verify
 from lab.optim import catalogue
@@ -117,21 +118,8 @@ def _converged(contrib: bool):
     cases, steps = (CONTRIB_CASES, 30_000) if contrib else (ALIAS_CASES, 10_000)
     setups = [(TARGETS[t](jnp.dtype(d)), FACTORIES[n](**kw)) for n, kw, t, d in cases]
 
-    def run():
-        def step(carry, _):
-            new = []
-            for ((_, _, objective), opt), (p, s) in zip(setups, carry, strict=True):
-                g = jax.tree.map(jnp.conj, jax.grad(objective)(p))  # optax's convention for complex
-                u, s = opt.update(g, s, p)
-                new.append((optax.apply_updates(p, u), s))
-            return new, None
-
-        carry = [(p0, opt.init(p0)) for (p0, _, _), opt in setups]
-        finals = jax.lax.scan(step, carry, None, length=steps)[0]
-        return [catalogue.get(n).eval_params(s, p) if catalogue.get(n).eval_params else p
-                for (n, _, _, _), (p, s) in zip(cases, finals, strict=True)]
-
-    finals = jax.jit(run)()
+    finals = [catalogue.get(n).eval_params(s, p) if catalogue.get(n).eval_params else p
+              for (n, _, _, _), (p, s) in zip(cases, descend(setups, steps), strict=True)]
     return [(jax.tree.map(np.asarray, p), jax.tree.map(np.asarray, minimum))
             for p, ((_, minimum, _), _) in zip(finals, setups, strict=True)]
 
