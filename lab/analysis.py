@@ -249,7 +249,7 @@ def magnitude_histogram(params, edges: np.ndarray) -> np.ndarray:
     L2 only shrinks them. Magnitudes beyond the last edge land in the last bin.
 
     Args:
-        params: an MLP's params with a leading run axis (numpy or JAX arrays).
+        params: a model's params with a leading run axis (numpy or JAX arrays).
         edges: (bins + 1,) ascending bin edges.
 
     Returns:
@@ -257,7 +257,8 @@ def magnitude_histogram(params, edges: np.ndarray) -> np.ndarray:
     """
     from lab.regularizers import weights
 
-    w = np.concatenate([np.abs(np.asarray(x)).reshape(x.shape[0], -1) for x in weights(params)], axis=1)
+    w = np.concatenate([np.abs(np.asarray(x)).reshape(x.shape[0], -1)
+                        for x in weights(params, batch_dims=1)], axis=1)
     bins = len(edges) - 1
     idx = np.clip(np.searchsorted(edges, w, side="right") - 1, 0, bins - 1)
     return np.stack([np.bincount(row[np.isfinite(mag)], minlength=bins)

@@ -163,7 +163,8 @@ class Model(NamedTuple):
     ``init(key, input_shape, n_out) -> params`` (``input_shape`` is one example's, without the batch
     axis) and ``apply(params, x) -> outputs``: (batch, *input_shape) -> (batch, n_out), logits for
     classification. The weights (what L1/L2 penalize and the weight statistics summarize) are the
-    leaves :func:`lab.regularizers.weights` finds: those named ``"w"``.
+    leaves :func:`lab.regularizers.weights` finds: those of rank >= 2 (matrices, kernels); leaves of rank
+    0 or 1 (biases, scales) are not penalized.
     """
 
     init: Callable[[Array, tuple[int, ...], int], Any]

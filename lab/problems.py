@@ -353,8 +353,8 @@ def check_model(problem: Problem) -> None:
         raise ValueError(f"Problem.model: the init of {name!r} must return a pytree of float arrays, "
                          f"got {params}")
     if not weights(params):
-        raise ValueError(f"Problem.model: the params of {name!r} have no weights (leaves named 'w'), which "
-                         f"the L1/L2 penalties and the weight statistics read")
+        raise ValueError(f"Problem.model: the params of {name!r} have no weights (leaves of rank >= 2), "
+                         f"which the L1/L2 penalties and the weight statistics read")
     if not hasattr(out, "shape") or out.shape != (2, n_out):
         got = getattr(out, "shape", type(out).__name__)
         raise ValueError(f"Problem.model: the apply of {name!r} gives {got} for 2 examples; "

@@ -4,7 +4,9 @@ Conventions (the ones the figures and the hand-written backprop use):
 
     penalty(params) = l1 * sum_i |w_i|  +  l2 / 2 * sum_i w_i^2
 
-summed over every leaf whose key is ``"w"`` (biases ``"b"`` are not penalized). The gradient is
+summed over every *weight*: by one rule for every model, a weight is a params leaf of rank >= 2 (a
+dense layer's matrix, a convolution's kernel); leaves of rank 0 or 1 (biases, scales) are not
+penalized. The gradient is
 ``l1 * sign(w) + l2 * w``. At ``w = 0`` the L1 term is not differentiable; we use the subgradient
 ``sign(0) = 0`` (the smallest one, which leaves a weight that sits at zero there). ``jax.grad(jnp.abs)``
 would give 1 at 0, so :func:`l1_penalty` computes ``|w|`` as ``sign(w) * w``: the same value, and
@@ -22,15 +24,15 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def _is_weight(path) -> bool:
-    last = path[-1] if path else None
-    return isinstance(last, jax.tree_util.DictKey) and last.key == "w"
+def is_weight(leaf, batch_dims: int = 0) -> bool:
+    """Whether a params leaf is a weight: rank >= 2 once ``batch_dims`` leading axes (a run axis) are set aside."""
+    return jnp.ndim(leaf) - batch_dims >= 2
 
 
-def weights(params) -> list[Array]:
-    """Every weight leaf (key ``"w"``) of a params pytree, in tree order."""
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    return [leaf for path, leaf in leaves if _is_weight(path)]
+def weights(params, batch_dims: int = 0) -> list[Array]:
+    """Every weight leaf (rank >= 2, not counting ``batch_dims`` leading axes) of a params pytree, in
+    tree order."""
+    return [leaf for leaf in jax.tree.leaves(params) if is_weight(leaf, batch_dims)]
 
 
 def l1_penalty(params) -> Array:
@@ -52,10 +54,7 @@ def penalty(params, l1: float | Array = 0.0, l2: float | Array = 0.0) -> Array:
 
 def penalty_grad(params, l1: float | Array = 0.0, l2: float | Array = 0.0):
     """Gradient of :func:`penalty`, shaped like params: ``l1 sign(w) + l2 w`` on weights, 0 on biases."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, p: l1 * jnp.sign(p) + l2 * p if _is_weight(path) else jnp.zeros_like(p),
-        params,
-    )
+    return jax.tree.map(lambda p: l1 * jnp.sign(p) + l2 * p if is_weight(p) else jnp.zeros_like(p), params)
 
 
 def regularized(loss_fn: Callable[..., Array], l1: float | Array = 0.0, l2: float | Array = 0.0):

@@ -15,7 +15,8 @@ HIST_BINS = 50
 
 
 def weight_stats(params, bins: int = HIST_BINS) -> dict[str, np.ndarray]:
-    """Per-run summaries of the weights (``"w"`` leaves) of params with a leading run axis.
+    """Per-run summaries of the weights (leaves of rank >= 2 besides the run axis, see
+    :func:`lab.regularizers.weights`) of params with a leading run axis.
 
     Returns ``weight_norm`` (runs,), ``near_zero_fraction`` (runs,), ``weight_hist`` (runs, bins)
     and ``hist_edges`` (runs, bins + 1): run ``r``'s ``bins`` equal bins over ``[-m_r, m_r]``,
@@ -23,7 +24,8 @@ def weight_stats(params, bins: int = HIST_BINS) -> dict[str, np.ndarray]:
     histogram does not depend on the other runs of its sweep. Bins are ``[e_i, e_{i+1})``, the last
     one closed; non-finite weights are not counted.
     """
-    w = np.concatenate([np.asarray(x).reshape(x.shape[0], -1) for x in weights(params)], axis=1)
+    w = np.concatenate([np.asarray(x).reshape(x.shape[0], -1) for x in weights(params, batch_dims=1)],
+                       axis=1)
     runs = w.shape[0]
     finite = np.isfinite(w)
     m = np.max(np.where(finite, np.abs(w), 0), axis=1, initial=0).astype(np.float32)

@@ -47,7 +47,7 @@ USER_MODEL = """
         return (lambda key, shape, n: {"w": jnp.zeros((shape[0], 3))}), (lambda p, x: x @ p["w"])
 
     def no_weights():
-        return (lambda key, shape, n: {"v": jnp.zeros((shape[0], n))}), (lambda p, x: x @ p["v"])
+        return (lambda key, shape, n: {"v": jnp.zeros((n,))}), (lambda p, x: x * p["v"][None, :])
 
     def int_params():
         return (lambda key, shape, n: {"w": jnp.zeros((shape[0], n), jnp.int32)}), (lambda p, x: x)
@@ -239,7 +239,7 @@ def test_a_model_defined_in_a_function_is_identified_by_its_own_source():
 @pytest.mark.parametrize(("spec", "kwargs", "message"), [
     ("wrong_outputs", {}, r"Problem\.model: the apply of 'lab_test_user_model:wrong_outputs' gives \(2, 3\) "
                           r"for 2 examples; expected \(2, 2\)"),
-    ("no_weights", {}, r"Problem\.model: the params of .*no_weights' have no weights \(leaves named 'w'\)"),
+    ("no_weights", {}, r"Problem\.model: the params of .*no_weights' have no weights \(leaves of rank >= 2\)"),
     ("int_params", {}, r"Problem\.model: the init of .*int_params' must return a pytree of float arrays"),
     ("raises", {"width": 2}, r"Problem\.model: lab_test_user_model:raises\(\*\*\{'width': 2\}\) raised "
                              r"RuntimeError: no GPU here"),

@@ -43,6 +43,20 @@ def test_weights_are_the_w_leaves_in_order():
         assert w is layer["w"]
 
 
+def test_the_weight_rule_is_rank_at_least_two_whatever_the_names():
+    """Any model's pytree: a conv kernel (rank 3) and a matrix are weights, a vector and a scalar are
+    not, whatever the keys; with a run axis (batch_dims=1) the same leaves are found."""
+    params = {"kernel": jnp.full((3, 2, 4), 2.0), "dense": (jnp.array([[1.0, -1.0]]), jnp.ones(2) * 9.0),
+              "scale": jnp.float32(5.0)}
+    assert float(l1_penalty(params)) == 3 * 2 * 4 * 2.0 + 2.0
+    grad = penalty_grad(params, 1.0, 0.0)
+    np.testing.assert_array_equal(grad["dense"][1], 0.0)
+    np.testing.assert_array_equal(grad["scale"], 0.0)
+    np.testing.assert_array_equal(grad["kernel"], 1.0)
+    stacked = jax.tree.map(lambda x: jnp.stack([x, x]), params)
+    assert [w.shape for w in weights(stacked, batch_dims=1)] == [(2, 1, 2), (2, 3, 2, 4)]
+
+
 @pytest.mark.parametrize(("l1", "l2"), [(0.0, 0.0), (0.3, 0.0), (0.0, 0.7), (0.3, 0.7)])
 def test_gradient_by_hand_and_by_jax_grad_agree_at_zero_weights(l1, l2):
     """l1 sign(w) + l2 w on weights, with sign(0) = 0; jax.grad of the penalty gives the same."""
