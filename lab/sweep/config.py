@@ -1,5 +1,6 @@
 """What a sweep is: :class:`SweepConfig`, a frozen, self-validating description of one comparison
-(problem, optimizer, grid, seeds, schedule) and its hash, which names its results directory.
+(problem, optimizer, grid or points, seeds, steps, learning-rate schedule) and its hash, which names
+its results directory.
 
 Constructing a config checks every field without loading data; the check that needs the data (a
 batch no larger than the training set) is :meth:`SweepConfig.check_batch_size`, which
@@ -20,24 +21,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from lab import specs
-from lab.optim import OPTIMIZERS
+from lab.optim import OPTIMIZERS, catalogue
 from lab.problems import Problem
+from lab.sweep import checks, hparams, schedules
 
-__all__ = ["FORMAT_VERSION", "PENALTIES", "SweepConfig", "optimizer_factory"]
+__all__ = ["FORMAT_VERSION", "NOT_OPTIMIZER_ARGS", "PENALTIES", "SweepConfig", "is_array_value",
+           "optimizer_eval_params", "optimizer_factory"]
 
 # The results format: in every results sidecar and in the config hash (with the sources' identity),
 # so results of another engine live under another name. Bump it whenever the engine changes what a
 # sweep computes or stores. (Here rather than in the store so that the config needs no store.)
 FORMAT_VERSION = 3  # 2: hist_edges per run, (runs, bins + 1); 3: sources in the sidecar, params by path
 PENALTIES = ("l1", "l2")  # swept or fixed like optimizer kwargs, but enter the objective
-_TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError,
-                  jax.errors.TracerArrayConversionError)
+NOT_OPTIMIZER_ARGS = (*PENALTIES, *schedules.NAMES)  # swept or fixed, never passed to the optimizer
 
 
 def optimizer_factory(spec: specs.Spec) -> Callable[..., optax.GradientTransformation]:
@@ -45,14 +45,21 @@ def optimizer_factory(spec: specs.Spec) -> Callable[..., optax.GradientTransform
     return spec.resolve("SweepConfig.optimizer", OPTIMIZERS)
 
 
-def is_array_value(value) -> bool:
-    """A fixed value that enters the program as an array (a number), not as a static constant."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def optimizer_eval_params(spec: specs.Spec) -> Callable[[Any, Any], Any] | None:
+    """Where the optimizer named by ``spec`` is evaluated: ``eval_params(opt_state, params) -> params``
+    of its catalogue entry, or the factory's ``eval_params`` attribute; None: at the params."""
+    if str(spec) in OPTIMIZERS:
+        return catalogue.get(str(spec)).eval_params
+    return getattr(optimizer_factory(spec), "eval_params", None)
+
+
+is_array_value = hparams.is_array_value
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """One sweep: a problem, an optimizer family, a grid of hyperparameters, seeds and a schedule.
+    """One sweep: a problem, an optimizer family, a grid (or a list of points) of hyperparameters,
+    seeds, steps and a learning-rate schedule.
 
     Validates itself; every error is a one-line ``ValueError`` naming the field. No data are loaded:
     :meth:`check_batch_size` is the one check that needs them.
@@ -62,12 +69,14 @@ class SweepConfig:
         optimizer: a name of the catalogue (:data:`lab.optim.OPTIMIZERS`), ``"module:factory"``
             (``"my_pkg.opt:my_adam"``, ``"optax:lion"``) or, from Python, the factory itself; it is
             called with keyword hyperparameters and returns an ``optax.GradientTransformation``.
-        grid: ``((name, (value, ...)), ...)``: swept optimizer kwargs and ``"l1"``/``"l2"``
-            penalty strengths; every combination (cartesian product) is run. Values are run as
-            float32.
-        fixed: ``((name, value), ...)``: optimizer kwargs (or ``l1``/``l2``) held at one value. A
-            number enters the program as an array (like a one-value grid axis); flags
-            (``nesterov=True``) and ``None`` (``momentum=None``) are static: they shape the program.
+            Evaluations and saved final params are taken at ``eval_params(opt_state, params)`` when
+            its catalogue entry (or the factory, as an attribute) has one (schedule-free methods).
+        grid: ``((name, (value, ...)), ...)``: swept optimizer kwargs, ``"l1"``/``"l2"`` penalty
+            strengths and schedule/clipping parameters; every combination (cartesian product) is
+            run. Values are run as float32. Empty when ``points`` are given.
+        fixed: ``((name, value), ...)``: held at one value. A number enters the program as an array
+            (like a one-value grid axis); flags (``nesterov=True``) and ``None`` (``momentum=None``)
+            are static: they shape the program.
         seeds: seeds ``0 .. seeds-1`` per grid point.
         steps: optimizer steps per run.
         batch_size: mini-batch size; ``None`` (or the training-set size) is full batch, 1 is SGD.
@@ -75,6 +84,18 @@ class SweepConfig:
             at ``steps``).
         log_every: record the mini-batch loss every this many steps.
         name: a label for the results directory (letters, digits, ``._-``).
+        points: instead of a grid, an explicit list of points run as given (random or quasi-random
+            search), as columns ``((name, (value of point 0, value of point 1, ...)), ...)``;
+            :meth:`make` takes ``[{name: value}, ...]``. Every point names the same hyperparameters.
+        schedule: ``"constant"`` (default), ``"warmup_cosine"`` or ``"step_decay"``: a factor on the
+            optimizer's update at step ``t`` (0 at the first update), which for an optimizer whose
+            update is proportional to its learning rate schedules the learning rate. Its numbers are
+            swept or fixed: ``schedule.warmup_steps`` (default 0), ``schedule.decay_steps`` (warm-up
+            included; default ``steps``) and ``schedule.end_value`` (a fraction of the peak, default
+            0) for ``warmup_cosine``; ``schedule.transition_steps`` and ``schedule.decay_rate``
+            (required) for ``step_decay``, the factor ``decay_rate ** floor(t / transition_steps)``.
+            ``clip.max_norm`` (swept or fixed, any schedule) clips the gradient to that global norm
+            before the optimizer (``optax.clip_by_global_norm``).
         identity: the SHA-256 of the optimizer's, the model's and the data's source (filled in).
     """
 
@@ -88,21 +109,28 @@ class SweepConfig:
     eval_every: int = 50
     log_every: int = 1
     name: str = "sweep"
+    points: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    schedule: str = schedules.DEFAULT
     identity: tuple[str, ...] = dataclasses.field(init=False, repr=False)
 
     @classmethod
-    def make(cls, problem: Problem, optimizer: str | Callable, grid: Mapping[str, Any],
-             fixed: Mapping[str, Any] | None = None, **kwargs) -> SweepConfig:
-        """Build from dicts and lists: ``make(problem, "adam", {"learning_rate": [1e-3, 1e-2]}, seeds=2)``.
+    def make(cls, problem: Problem, optimizer: str | Callable, grid: Mapping[str, Any] | None = None,
+             fixed: Mapping[str, Any] | None = None, *, points: list[Mapping[str, float]] | None = None,
+             **kwargs) -> SweepConfig:
+        """Build from dicts and lists: ``make(problem, "adam", {"learning_rate": [1e-3, 1e-2]}, seeds=2)``,
+        or ``make(problem, "adam", points=[{"learning_rate": 1e-3, "b1": 0.9}, ...], seeds=2)``.
 
         A scalar grid value is a one-point axis.
         """
         unknown = set(kwargs) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"SweepConfig: unknown field(s) {', '.join(sorted(unknown))}")
-        axes = tuple((k, _axis_values(v)) for k, v in dict(grid).items())
-        return cls(problem=problem, optimizer=optimizer, grid=axes,
-                   fixed=tuple(dict(fixed or {}).items()), **kwargs)
+        if points is not None and grid:
+            raise ValueError("SweepConfig.points: give a grid or a list of points, not both")
+        axes = tuple((k, hparams.axis_values(v)) for k, v in dict(grid or {}).items())
+        columns = () if points is None else hparams.point_columns(points)
+        return cls(problem=problem, optimizer=optimizer, grid=axes, fixed=tuple(dict(fixed or {}).items()),
+                   points=columns, **kwargs)
 
     def __post_init__(self):
         if not isinstance(self.problem, Problem):
@@ -121,8 +149,12 @@ class SweepConfig:
             raise ValueError(f"SweepConfig.batch_size: expected a positive integer or None, got {b!r}")
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
             raise ValueError(f"SweepConfig.name: expected letters, digits and '._-' only, got {self.name!r}")
-        object.__setattr__(self, "grid", _normalize_grid(self.grid))
-        object.__setattr__(self, "fixed", _normalize_fixed(self.fixed))
+        schedules.check_kind(self.schedule)
+        if self.points and self.grid:
+            raise ValueError("SweepConfig.points: give a grid or a list of points, not both")
+        object.__setattr__(self, "points", hparams.normalize_points(self.points) if self.points else ())
+        object.__setattr__(self, "grid", hparams.normalize_grid(self.grid, allow_empty=bool(self.points)))
+        object.__setattr__(self, "fixed", hparams.normalize_fixed(self.fixed))
         object.__setattr__(self, "identity", (self.optimizer.source, *self.problem.identity))
         if self.optimizer.resolved:  # (read back from saved results: checked when it was made)
             self._check_names()
@@ -132,6 +164,11 @@ class SweepConfig:
         if self.batch_size is not None and self.batch_size > n_train:
             raise ValueError(f"SweepConfig.batch_size: {self.batch_size} is larger than the "
                              f"{n_train} training examples")
+
+    @property
+    def swept(self) -> tuple[tuple[str, tuple[float, ...]], ...]:
+        """The grid's axes, or the points' columns: every swept name with its values."""
+        return self.points or self.grid
 
     def _check_names(self):
         factory = optimizer_factory(self.optimizer)
@@ -146,121 +183,77 @@ class SweepConfig:
         keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         params = {k: p for k, p in signature.items() if p.kind in keyword}
         any_name = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values())
-        valid = tuple(params) + PENALTIES
-        swept, fixed = [k for k, _ in self.grid], dict(self.fixed)
-        for field_name, names in (("grid", swept), ("fixed", fixed)):
+        where = "points" if self.points else "grid"
+        swept, fixed = [k for k, _ in self.swept], dict(self.fixed)
+        extra = {k: where for k in swept} | {k: "fixed" for k in fixed}
+        schedules.check_names(self.schedule, extra)
+        valid = (*params, *PENALTIES, *(p.name for p in schedules.SCHEDULES[self.schedule]),
+                 schedules.CLIP_MAX_NORM)
+        for field_name, names in ((where, swept), ("fixed", fixed)):
             for k in names:
                 if k not in valid and not any_name:
                     raise ValueError(f"SweepConfig.{field_name}: {k!r} is not a hyperparameter of "
                                      f"{str(self.optimizer)!r}; valid: {', '.join(valid)}")
-        for k, values in self.grid:
+        for k, values in self.swept:
             if k in params and isinstance(params[k].default, bool):
-                raise ValueError(f"SweepConfig.grid: {k!r} is a static flag of {str(self.optimizer)!r} "
+                raise ValueError(f"SweepConfig.{where}: {k!r} is a static flag of {str(self.optimizer)!r} "
                                  f"(it shapes the program), so it cannot be swept; got {list(values)}; "
                                  f"set it in fixed")
         both = set(swept) & set(fixed)
         if both:
-            raise ValueError(f"SweepConfig.fixed: {', '.join(sorted(both))} also swept in grid")
+            raise ValueError(f"SweepConfig.fixed: {', '.join(sorted(both))} also swept in {where}")
         for k, p in params.items():
             if p.default is inspect.Parameter.empty and k not in swept and k not in fixed:
-                raise ValueError(f"SweepConfig.grid: {str(self.optimizer)!r} needs {k!r}; sweep it or fix it")
+                raise ValueError(f"SweepConfig.{where}: {str(self.optimizer)!r} needs {k!r}; "
+                                 f"sweep it or fix it")
         for k in PENALTIES:
             v = fixed.get(k, 0.0)
             if not isinstance(v, int | float) or isinstance(v, bool) or not v >= 0:
                 raise ValueError(f"SweepConfig.fixed: {k}={v!r}: must be a non-negative number")
-        for k, values in self.grid:
-            if k in PENALTIES:
-                for v in values:
-                    if not v >= 0:
-                        raise ValueError(f"SweepConfig.grid: {k}={v!r}: must be non-negative")
-        self._check_values(factory, params)
-        self._check_traced(factory)
-
-    def _check_values(self, factory, params):
-        """Build the optimizer with every concrete value, so that a bad one (a negative learning rate,
-        a beta above 1, a flag that is not a bool) fails here with the optimizer's own message, blamed
-        on its field: each value is tried alone (other arguments at their defaults, required ones at
-        values already checked), then with the fixed values and the first grid point."""
-        swept = {k: vs for k, vs in self.grid if k not in PENALTIES}
-        opt_fixed = {k: v for k, v in self.fixed if k not in PENALTIES}
-        required = [k for k, p in params.items() if p.default is inspect.Parameter.empty]
-        context = {k: swept[k][0] if k in swept else opt_fixed[k] for k in required}
-        checks = [(k, "grid" if k in swept else "fixed") for k in required]  # (name, field)
-        checks += [(k, "fixed") for k in opt_fixed if k not in required]
-        checks += [(k, "grid") for k in swept if k not in required]
-
-        def build(where, k, v, **args):
-            try:
-                made = factory(**args)
-            except (TypeError, ValueError) as err:
-                blame = f"{where}: {k}={v!r}" if k else where
-                raise ValueError(f"SweepConfig.{blame}: {_one_line(err)}") from None
-            except Exception as err:  # noqa: BLE001 - the factory failed otherwise: its own bug
-                call = ", ".join(f"{k}={v!r}" for k, v in args.items())
-                raise ValueError(f"SweepConfig.optimizer: {self.optimizer}({call}) raised "
-                                 f"{type(err).__name__}: {_one_line(err)}") from None
-            if not isinstance(made, optax.GradientTransformation):
-                raise ValueError(f"SweepConfig.optimizer: {str(self.optimizer)!r} returned "
-                                 f"{type(made).__name__}, not an optax.GradientTransformation")
-
-        for k, where in checks:
-            for v in swept[k] if where == "grid" else (opt_fixed[k],):
-                build(where, k, v, **{**context, k: v})
-        first = {k: vs[0] for k, vs in swept.items()}
-        for k, where in checks:  # together: a value may be refused only next to another one
-            for v in swept[k] if where == "grid" else (opt_fixed[k],):
-                build(where, k, v, **{**first, **opt_fixed, k: v})
-        if not checks:  # nothing but penalties swept or fixed: the optimizer at its defaults
-            build("optimizer", None, None)
-
-    def _check_traced(self, factory):
-        """Trace the optimizer (``jax.eval_shape``: nothing runs) with its numeric hyperparameters as
-        arrays, as the program passes them, on a small params tree, through ``init`` and ``update``:
-        a factory that branches on a value in Python fails here, naming the argument."""
-        numbers = {k: v for k, v in self.fixed if k not in PENALTIES and is_array_value(v)}
-        numbers.update({k: vs[0] for k, vs in self.grid if k not in PENALTIES})
-        static = {k: v for k, v in self.fixed if k not in PENALTIES and not is_array_value(v)}
-
-        def step(traced: dict, concrete: dict):
-            opt = factory(**concrete, **traced, **static)
-            params = {"b": jnp.zeros(2, jnp.float32), "w": jnp.ones((3, 2), jnp.float32)}
-            extra = {"value": jnp.zeros((), jnp.float32)} if isinstance(
-                opt, optax.GradientTransformationExtraArgs) else {}
-            return opt.update(params, opt.init(params), params, **extra)
-
-        def trace(names):
-            traced = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in names}
-            concrete = {k: v for k, v in numbers.items() if k not in names}
-            jax.eval_shape(lambda t: step(t, concrete), traced)
-
-        try:
-            trace(list(numbers))
-        except _TRACER_ERRORS:
-            culprits = [k for k in numbers if _fails(trace, [k])] or list(numbers)
-            where = "grid" if culprits[0] in dict(self.grid) else "fixed"
-            raise ValueError(
-                f"SweepConfig.{where}: {culprits[0]!r} enters the program as an array, but "
-                f"{str(self.optimizer)!r} uses its value in Python (an if, float() or int() on it); "
-                f"compute with it in jnp (jnp.where, lax.cond) so that it can be traced") from None
-        except Exception as err:  # noqa: BLE001 - init or update failed: say so in one line
-            raise ValueError(f"SweepConfig.optimizer: {str(self.optimizer)!r} failed in init or update on a "
-                             f"small params tree: {type(err).__name__}: {_one_line(err)[:300]}") from None
+        for k, values in self.swept:
+            for v in values if k in PENALTIES else ():
+                if not v >= 0:
+                    raise ValueError(f"SweepConfig.{where}: {k}={v!r}: must be non-negative")
+        for k, v in [(k, v) for k, vs in self.swept for v in vs] + list(fixed.items()):
+            if k in schedules.NAMES:
+                schedules.check_value(k, v, where if k in swept else "fixed")
+        given = schedules.defaults(self.schedule, self.steps) | {k: v for k, v in fixed.items()
+                                                                 if k in schedules.NAMES}
+        runs = {k: np.full(self.runs, v, np.float64) for k, v in given.items()} | self.run_hparams()
+        schedules.check_runs(self.schedule, runs,
+                             where if any(k.startswith("schedule.") for k in swept) else "fixed")
+        opt_swept = {k: vs for k, vs in self.swept if k not in NOT_OPTIMIZER_ARGS}
+        opt_fixed = {k: v for k, v in self.fixed if k not in NOT_OPTIMIZER_ARGS}
+        checks.build_with_values(factory, self.optimizer, params, opt_swept, opt_fixed, where)
+        checks.trace_with_arrays(factory, self.optimizer, opt_swept, opt_fixed, where)
 
     # --- derived quantities
 
     @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """The shape of :meth:`lab.sweep.SweepResult.grid_view`'s leading axes (before the seeds): the
+        grid's axis sizes, or ``(number of points,)``."""
+        return (len(self.points[0][1]),) if self.points else tuple(len(v) for _, v in self.grid)
+
+    @property
     def grid_size(self) -> int:
-        return math.prod(len(v) for _, v in self.grid)
+        """The number of grid points (or of listed points)."""
+        return math.prod(self.grid_shape)
 
     @property
     def runs(self) -> int:
         return self.grid_size * self.seeds
 
+    def grid_points(self) -> list[dict[str, float]]:
+        """Every point ``{name: value}`` in run order (a grid's: first axis slowest)."""
+        names = [k for k, _ in self.swept]
+        rows = zip(*dict(self.points).values(), strict=True) if self.points else \
+            itertools.product(*dict(self.grid).values())
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
     def run_hparams(self) -> dict[str, np.ndarray]:
-        """Swept name -> (runs,) float32 values, grid-major (first axis slowest), seed-minor."""
-        points = list(itertools.product(*(v for _, v in self.grid)))
-        return {k: np.repeat(np.asarray([p[i] for p in points], np.float32), self.seeds)
-                for i, (k, _) in enumerate(self.grid)}
+        """Swept name -> (runs,) float32 values, point by point (a grid: first axis slowest), seed-minor."""
+        return hparams.run_values(self.grid, self.points, self.seeds)
 
     def run_seeds(self) -> np.ndarray:
         """(runs,) int32 seed of each run."""
@@ -276,7 +269,10 @@ class SweepConfig:
     # --- serialization
 
     def to_dict(self) -> dict:
-        return {
+        """The config as JSON-ready data. Fields at their defaults that older configs did not have
+        (``points``, ``schedule``) are left out, so that those configs keep their hash; so is
+        ``eval_params`` (true when evaluations are taken at the optimizer's ``eval_params``)."""
+        d = {
             "problem": self.problem.to_dict(),
             "optimizer": str(self.optimizer),
             "grid": [[k, list(v)] for k, v in self.grid],
@@ -284,6 +280,20 @@ class SweepConfig:
             "seeds": self.seeds, "steps": self.steps, "batch_size": self.batch_size,
             "eval_every": self.eval_every, "log_every": self.log_every, "name": self.name,
         }
+        if self.points:
+            d["points"] = [[k, list(v)] for k, v in self.points]
+        if self.schedule != schedules.DEFAULT:
+            d["schedule"] = self.schedule
+        if self.evaluated_at_eval_params():
+            d["eval_params"] = True
+        return d
+
+    def evaluated_at_eval_params(self) -> bool:
+        """Whether evaluations are taken at the optimizer's ``eval_params`` (:func:`optimizer_eval_params`);
+        for a config read back from saved results with an optimizer outside the catalogue, as saved."""
+        if str(self.optimizer) in OPTIMIZERS or self.optimizer.resolved:
+            return optimizer_eval_params(self.optimizer) is not None
+        return getattr(self, "_saved_eval_params", False)
 
     def sources(self) -> dict[str, str]:
         """The identity saved with results: SHA-256 of the optimizer's, model's and data's source."""
@@ -296,7 +306,7 @@ class SweepConfig:
         again, and refused then if their source changed."""
         if not isinstance(d, Mapping):
             raise ValueError(f"SweepConfig: expected a dict, got {type(d).__name__} {d!r}")
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)} - {"eval_params"}
         if unknown:
             raise ValueError(f"SweepConfig: unknown field(s) {', '.join(sorted(unknown))}")
         for field in ("problem", "optimizer", "grid"):
@@ -304,22 +314,26 @@ class SweepConfig:
                 got = ", ".join(sorted(d)) or "none"
                 raise ValueError(f"SweepConfig.{field}: missing (got fields {got})")
         d = dict(d)
+        saved_eval_params = d.pop("eval_params", False) is True
         if not isinstance(d["problem"], Mapping):
             raise ValueError(f"SweepConfig.problem: expected a dict, got {d['problem']!r}")
         d["problem"] = Problem.from_dict(d["problem"], sources=sources)
         if sources is not None:
             d["optimizer"] = specs.saved(d["optimizer"], sources["optimizer"])
-        try:
-            d["grid"] = tuple((k, _axis_values(v)) for k, v in d["grid"])
-        except (TypeError, ValueError):
-            raise ValueError(f"SweepConfig.grid: expected [[name, [values...]], ...], "
-                             f"got {d['grid']!r}") from None
+        for field in ("grid", "points"):
+            try:
+                d[field] = tuple((k, hparams.axis_values(v)) for k, v in d.get(field, ()))
+            except (TypeError, ValueError):
+                raise ValueError(f"SweepConfig.{field}: expected [[name, [values...]], ...], "
+                                 f"got {d[field]!r}") from None
         try:
             d["fixed"] = tuple((k, v) for k, v in d.get("fixed", ()))
         except (TypeError, ValueError):
             raise ValueError(f"SweepConfig.fixed: expected [[name, value], ...], "
                              f"got {d['fixed']!r}") from None
-        return cls(**d)
+        config = cls(**d)
+        object.__setattr__(config, "_saved_eval_params", saved_eval_params)
+        return config
 
     def hash(self) -> str:
         """12 hex digits of the SHA-256 of the canonical JSON of :meth:`to_dict`, the results format
@@ -329,69 +343,3 @@ class SweepConfig:
         text = json.dumps(identity, sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-
-def _axis_values(values) -> tuple:
-    """One grid axis as a tuple, unconverted (:func:`_normalize_grid` checks the values and names the
-    field); a scalar (or a string) is a one-point axis."""
-    if isinstance(values, np.ndarray):
-        values = values.tolist()
-    if isinstance(values, str | bytes) or not isinstance(values, list | tuple | range):
-        return (values,)
-    return tuple(values)
-
-
-def _normalize_grid(grid) -> tuple[tuple[str, tuple[float, ...]], ...]:
-    if isinstance(grid, Mapping):
-        grid = tuple(grid.items())
-    try:
-        axes = tuple((k, _axis_values(vs)) for k, vs in grid)
-    except (TypeError, ValueError):
-        raise ValueError(f"SweepConfig.grid: expected ((name, (values...)), ...), got {grid!r}") from None
-    if not axes:
-        raise ValueError("SweepConfig.grid: empty; sweep at least one hyperparameter (even one value)")
-    names = [k for k, _ in axes]
-    if len(set(names)) != len(names):
-        raise ValueError(f"SweepConfig.grid: repeated names in {names}")
-    out = []
-    for k, values in axes:
-        if not isinstance(k, str):
-            raise ValueError(f"SweepConfig.grid: names must be strings, got {k!r}")
-        if not values:
-            raise ValueError(f"SweepConfig.grid: {k!r} has no values")
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, int | float | np.number) or not math.isfinite(v):
-                raise ValueError(f"SweepConfig.grid: {k!r} values must be finite numbers, got {v!r}")
-        as32 = np.asarray(values, np.float32)
-        if len(np.unique(as32)) != len(as32):
-            raise ValueError(f"SweepConfig.grid: {k!r} has repeated values (in float32) {values}")
-        out.append((k, tuple(float(v) for v in values)))
-    return tuple(out)
-
-
-def _normalize_fixed(fixed) -> tuple[tuple[str, object], ...]:
-    if isinstance(fixed, Mapping):
-        fixed = tuple(fixed.items())
-    out = []
-    for k, v in fixed:
-        if not isinstance(k, str):
-            raise ValueError(f"SweepConfig.fixed: names must be strings, got {k!r}")
-        if v is not None and not isinstance(v, bool | int | float | str):
-            raise ValueError(f"SweepConfig.fixed: {k}={v!r}: only numbers, bools, strings and None")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ValueError(f"SweepConfig.fixed: {k}={v!r} is not finite")
-        out.append((k, v))
-    if len({k for k, _ in out}) != len(out):
-        raise ValueError(f"SweepConfig.fixed: repeated names in {[k for k, _ in out]}")
-    return tuple(sorted(out))
-
-
-def _fails(trace, names) -> bool:
-    try:
-        trace(names)
-    except _TRACER_ERRORS:
-        return True
-    return False
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__

@@ -19,12 +19,19 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from lab.data import Dataset
 from lab.problems import Problem, check_model, data_loss, init_params, load_data, metrics
 from lab.regularizers import l1_penalty, l2_penalty
-from lab.sweep.config import PENALTIES, SweepConfig, is_array_value, optimizer_factory
+from lab.sweep import schedules
+from lab.sweep.config import (
+    NOT_OPTIMIZER_ARGS,
+    SweepConfig,
+    is_array_value,
+    optimizer_eval_params,
+    optimizer_factory,
+)
 
 Array = jax.Array
 
 __all__ = ["Program", "ProgramKey", "RunState", "build_program", "chunk_layout", "clear_compile_cache",
-           "compile_program", "default_chunk_steps", "program_hparams", "program_key"]
+           "compile_program", "default_chunk_steps", "eval_params_fn", "program_hparams", "program_key"]
 
 TARGET_CHUNKS = 20  # default number of chunks (progress updates and checkpoints) per sweep
 
@@ -52,12 +59,14 @@ class ProgramKey(NamedTuple):
     problem: Problem
     optimizer: str  # a lab.specs.Spec: compares as its string, so its identity is the next field
     identity: tuple[str, ...]  # SweepConfig.identity: the optimizer's, model's and data's source
-    arrays: tuple[str, ...]  # hyperparameters that enter as (runs,) float32 arrays, sorted
+    arrays: tuple[str, ...]  # hyperparameters that enter as (runs,) float32 arrays, sorted (clip.max_norm
+    # among them clips the gradients)
     static: tuple[tuple[str, object], ...]  # fixed flags, None and strings: they shape the program
     seeds: int  # the chunk draws each seed's batch permutations once
     steps: int
     batch_size: int | None  # None: full batch
     eval_every: int
+    schedule: str = schedules.DEFAULT  # the kind; its numbers are among the arrays
 
 
 def program_key(config: SweepConfig) -> ProgramKey:
@@ -66,20 +75,21 @@ def program_key(config: SweepConfig) -> ProgramKey:
     n = load_data(config.problem).x_train.shape[0]
     check_model(config.problem)
     optimizer_factory(config.optimizer)  # imported now if read from saved results (and unchanged)
-    fixed = dict(config.fixed)
-    arrays = sorted([k for k, _ in config.grid] + [k for k, v in fixed.items() if is_array_value(v)])
+    arrays = sorted(program_hparams(config))
     static = tuple((k, v) for k, v in config.fixed if not is_array_value(v))
     batch = None if config.batch_size is None or config.batch_size >= n else config.batch_size
     return ProgramKey(config.problem, config.optimizer, config.identity, tuple(arrays), static, config.seeds,
-                      config.steps, batch, config.eval_every)
+                      config.steps, batch, config.eval_every, config.schedule)
 
 
 def program_hparams(config: SweepConfig) -> dict[str, np.ndarray]:
     """Name -> (runs,) float32 value of every hyperparameter the program takes as an array: the swept
-    ones and the fixed numbers (a fixed number is a one-value axis)."""
+    ones, the fixed numbers (a fixed number is a one-value axis) and the defaults of the schedule's
+    numbers that are neither."""
     hparams = config.run_hparams()
-    for k, v in config.fixed:
-        if is_array_value(v):
+    fixed = {k: v for k, v in config.fixed if is_array_value(v)}
+    for k, v in (schedules.defaults(config.schedule, config.steps) | fixed).items():
+        if k not in hparams:
             hparams[k] = np.full(config.runs, v, np.float32)
     return hparams
 
@@ -135,7 +145,9 @@ def build_program(config: ProgramKey, chunk_steps: int) -> Program:
     epochs_per_chunk = (chunk_steps - 1) // steps_per_epoch + 2
     factory = optimizer_factory(config.optimizer)
     static_opt = dict(config.static)  # flags and None (penalties are numbers, so arrays)
-    array_opt = [k for k in config.arrays if k not in PENALTIES]
+    array_opt = [k for k in config.arrays if k not in NOT_OPTIMIZER_ARGS]
+    eval_params = optimizer_eval_params(config.optimizer)
+    clipped = schedules.CLIP_MAX_NORM in config.arrays
 
     def optimizer(hp):
         return factory(**{k: hp[k] for k in array_opt}, **static_opt)
@@ -156,12 +168,16 @@ def build_program(config: ProgramKey, chunk_steps: int) -> Program:
         test_loss, test_acc = metrics(problem, params, data.x_test, data.y_test)
         return jnp.stack([train_loss, test_loss, test_acc])  # (3,)
 
+    def evaluated(state: RunState):
+        """The params a run is evaluated at: its optimizer's eval_params, or the params themselves."""
+        return state.params if eval_params is None else eval_params(state.opt_state, state.params)
+
     def init_run(hp, seed, data):
         k_init, k_batch = jax.random.split(jax.random.key(seed))
         params = init_params(problem, k_init)
         del k_batch  # batches depend on the seed alone, so the chunk draws them per seed
         state = RunState(params, optimizer(hp).init(params), jnp.int32(-1))
-        return state, evaluate(params, data)
+        return state, evaluate(evaluated(state), data)
 
     def epoch_perms(seed, first_epoch):
         """(epochs_per_chunk, n) permutations of epochs first_epoch, first_epoch + 1, ... of a seed."""
@@ -178,11 +194,15 @@ def build_program(config: ProgramKey, chunk_steps: int) -> Program:
             idx = jax.lax.dynamic_slice(perm, ((t % steps_per_epoch) * batch,), (batch,))
             x, y = data.x_train[idx], data.y_train[idx]
         (objective_value, loss), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y, hp)
+        if clipped:
+            grads = schedules.clip(grads, hp[schedules.CLIP_MAX_NORM])
         opt = optimizer(hp)
         # Optimizers that take extra arguments get the objective's value (Polyak's step size needs
         # it); the others, and the transforms of a chain that do not use it, never see it.
         extra = {"value": objective_value} if isinstance(opt, optax.GradientTransformationExtraArgs) else {}
         updates, new_opt_state = opt.update(grads, opt_state, params, **extra)
+        if config.schedule != schedules.DEFAULT:  # a factor on the update at step t (optax's count)
+            updates = schedules.scale(updates, schedules.multiplier(config.schedule, hp, t))
         new_params = optax.apply_updates(params, updates)
         active = (t < steps) & (diverged_step < 0)
         finite = jnp.isfinite(objective_value) & _all_finite(new_params)
@@ -190,8 +210,9 @@ def build_program(config: ProgramKey, chunk_steps: int) -> Program:
         params = _tree_where(ok, new_params, params)
         # The optimizer state is not frozen: once a run is inactive (diverged, or past the last
         # step in the final chunk) it is never used again, and skipping its select saves a pass
-        # over two to three copies of the params per step (about 9% of a step on a CPU).
-        opt_state = new_opt_state
+        # over two to three copies of the params per step (about 9% of a step on a CPU). Runs evaluated
+        # at their eval_params need it: it holds the evaluated point.
+        opt_state = new_opt_state if eval_params is None else _tree_where(ok, new_opt_state, opt_state)
         diverged_step = jnp.where(active & ~finite, t, diverged_step)
         logged = jnp.where(active, loss, jnp.float32(jnp.nan))
         return RunState(params, opt_state, diverged_step), logged
@@ -216,8 +237,8 @@ def build_program(config: ProgramKey, chunk_steps: int) -> Program:
             # After the last step the state no longer changes, so the segment holding step `steps`
             # evaluates the final params.
             due = ((end % config.eval_every == 0) & (end <= steps)) | ((end >= steps) & (seg_start < steps))
-            evals = jax.lax.cond(due, lambda p: jax.vmap(evaluate, in_axes=(0, None))(p, data),
-                                 lambda p: jnp.full((runs, 3), jnp.nan, jnp.float32), state.params)
+            evals = jax.lax.cond(due, lambda s: jax.vmap(lambda r: evaluate(evaluated(r), data))(s),
+                                 lambda s: jnp.full((runs, 3), jnp.nan, jnp.float32), state)
             evals = jnp.where(state.diverged_step[:, None] >= 0, jnp.nan, evals)
             return state, (losses, evals)
 
@@ -256,6 +277,16 @@ def compile_program(key: ProgramKey, chunk_steps: int, runs_padded: int, devices
     return init_fn, chunk_fn, state_shape
 
 
+@functools.lru_cache(maxsize=8)
+def eval_params_fn(key: ProgramKey) -> Callable | None:
+    """``(opt_state, params) -> params`` over runs (jitted), the params a sweep's final params are
+    saved at, when its optimizer has ``eval_params`` (see :func:`lab.sweep.config.optimizer_eval_params`);
+    None otherwise: the params themselves."""
+    eval_params = optimizer_eval_params(key.optimizer)
+    return None if eval_params is None else jax.jit(jax.vmap(eval_params))
+
+
 def clear_compile_cache() -> None:
     """Forget every compiled program, so that the next sweep compiles (and reports its compile time)."""
     compile_program.cache_clear()
+    eval_params_fn.cache_clear()

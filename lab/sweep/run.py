@@ -30,7 +30,7 @@ from lab.weight_stats import HIST_BINS, NEAR_ZERO, weight_stats
 
 __all__ = ["CHECKPOINT_SECONDS", "HIST_BINS", "NEAR_ZERO", "SweepInterrupted", "run_sweep", "weight_stats"]
 
-CHECKPOINT_SECONDS = 0.0  # default time between checkpoints (0: after every chunk)
+CHECKPOINT_SECONDS = 30.0  # default time between checkpoints (0: after every chunk)
 _STATS = ("diverged_step", "weight_norm", "near_zero_fraction", "weight_hist", "hist_edges")
 
 
@@ -86,9 +86,9 @@ def run_sweep(config: SweepConfig, *, store_dir: str | None = "results", force: 
             by :func:`lab.sweep.program.chunk_layout` so that evaluations fall on segment ends). It
             changes neither the results nor the directory; a resumed sweep keeps the chunk length it
             started with.
-        checkpoint_seconds: checkpoint after the first chunk that ends at least this long after the
-            last checkpoint (0: after every chunk), and always at Ctrl-C. Default
-            :data:`CHECKPOINT_SECONDS`.
+        checkpoint_seconds: checkpoint after the first chunk that ends at least this long (wall
+            clock) after the last checkpoint (0: after every chunk), and always at Ctrl-C. Default
+            :data:`CHECKPOINT_SECONDS` (30 s).
         memory_budget: bytes (or ``"512M"``, ``"4G"``) that one device may hold for the compiled
             program; a sweep that needs more runs in blocks of runs that reuse one program. Default:
             :func:`lab.memory.budget_bytes`.
@@ -289,8 +289,7 @@ def _plan(sweep: _Sweep, n_dev: int) -> tuple[int, tuple]:
     return block_runs, compiled if block_runs == config.runs else compile_for(block_runs)
 
 
-def _position(config: SweepConfig, progress: _Progress) -> str:
-    """Where the checkpoint on disk is: ``step 15/40``, or ``step 15/40 of block 2/3``."""
+def _position(config: SweepConfig, progress: _Progress) -> str:  # step 15/40 (of block 2/3)
     block, step = progress.saved
     blocks = math.ceil(config.runs / progress.block_runs) if progress.block_runs else 1
     return f"step {step}/{config.steps}" + (f" of block {block + 1}/{blocks}" if blocks > 1 else "")
@@ -311,9 +310,11 @@ def _record(sweep: _Sweep, rows: slice, start: int, losses: np.ndarray, evals: n
 
 
 def _finish_block(sweep: _Sweep, rows: slice, state: RunState) -> None:
-    """File the final params' summaries (and the params, if kept) of a finished block's runs."""
-    n = rows.stop - rows.start
-    params = jax.tree.map(lambda a: distributed.host_array(a)[:n], state.params)
+    """File the final params' summaries (and the params, if kept) of a finished block's runs: the
+    params they are evaluated at (the optimizer's ``eval_params``, if it has one)."""
+    n, evaluated = rows.stop - rows.start, program.eval_params_fn(program_key(sweep.config))
+    params = state.params if evaluated is None else evaluated(state.opt_state, state.params)
+    params = jax.tree.map(lambda a: distributed.host_array(a)[:n], params)
     stats = {"diverged_step": distributed.host_array(state.diverged_step)[:n], **weight_stats(params)}
     if sweep.keep_params:
         stats.update({f"params.{i:05d}": leaf for i, leaf in enumerate(jax.tree.leaves(params))})
@@ -323,8 +324,7 @@ def _finish_block(sweep: _Sweep, rows: slice, state: RunState) -> None:
         sweep.finished[k][rows] = v
 
 
-def _wall_seconds(sweep: _Sweep) -> float:
-    """Wall time of the sweep so far, over every session."""
+def _wall_seconds(sweep: _Sweep) -> float:  # over every session so far
     return sweep.progress.wall_seconds + time.perf_counter() - sweep.t_session
 
 
@@ -396,5 +396,5 @@ def _load_checkpoint(sweep: _Sweep, state_shape, padded: int, sharding: NamedSha
 
 
 def _pad(x: np.ndarray, runs_padded: int) -> np.ndarray:
-    """Pad the run axis with copies of run 0 (valid values, so padded runs cannot diverge oddly)."""
+    """Pad the run axis with copies of run 0 (valid values: padded runs cannot diverge oddly)."""
     return np.concatenate([x, np.repeat(x[:1], runs_padded - x.shape[0], axis=0)])

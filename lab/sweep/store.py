@@ -44,7 +44,7 @@ class SweepResult:
 
     Attributes:
         config: the :class:`SweepConfig` that produced it.
-        hparams: swept name -> (runs,) float32 values (every name of ``config.grid``).
+        hparams: swept name -> (runs,) float32 values (every name of ``config.grid`` or ``config.points``).
         seed: (runs,) int32 seed of each run (varies init and batch order, not the data).
         logged_steps: (L,) steps whose mini-batch loss is in ``train_loss``.
         train_loss: (runs, L) data loss (no penalty) of the batch at each logged step, taken at the
@@ -108,16 +108,17 @@ class SweepResult:
         return mask
 
     def grid_view(self, name: str) -> np.ndarray:
-        """A per-run array reshaped to ``(*grid sizes, seeds, ...)`` in the order of ``config.grid``."""
+        """A per-run array reshaped to ``(*grid sizes, seeds, ...)`` in the order of ``config.grid``;
+        for a sweep over a list of points, ``(points, seeds, ...)``: the points are one axis, in order."""
         values = getattr(self, name) if name != "hparams" else None
         if values is None or not isinstance(values, np.ndarray) or values.shape[:1] != (self.runs,):
             raise ValueError(f"grid_view: {name!r} is not a per-run array")
-        shape = tuple(len(v) for _, v in self.config.grid) + (self.config.seeds,)
+        shape = self.config.grid_shape + (self.config.seeds,)
         return values.reshape(shape + values.shape[1:])
 
     def best(self, metric: str = "train_loss_eval", *, step: int = -1, mode: str | None = None
              ) -> dict[str, float]:
-        """The grid point whose seed-mean of ``metric`` at eval index ``step`` is best.
+        """The grid point (or listed point) whose seed-mean of ``metric`` at eval index ``step`` is best.
 
         Diverged runs count as the worst value. ``mode`` is ``"min"`` or ``"max"`` (default: max for
         accuracy, min otherwise). Returns the swept hyperparameters of that point.
@@ -127,8 +128,7 @@ class SweepResult:
         worst = -np.inf if mode == "max" else np.inf
         values = np.where(np.isfinite(values), values, worst).mean(axis=-1)
         flat = int(np.argmax(values) if mode == "max" else np.argmin(values))
-        point = np.unravel_index(flat, values.shape)
-        return {name: axis[i] for (name, axis), i in zip(self.config.grid, point, strict=True)}
+        return self.config.grid_points()[flat]
 
 
 # ----------------------------------------------------------------------------- files
