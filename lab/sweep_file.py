@@ -26,7 +26,7 @@ __all__ = ["FULL_BATCH", "from_table", "parse", "read"]
 FULL_BATCH = "full"  # batch_size = "full": the whole training set each step (TOML has no None)
 # Tables and keys read by hand; every other SweepConfig field of a simple type is a top-level key.
 _TABLES = ("problem", "grid", "fixed", "points")
-_BY_HAND = ("problem", "optimizer", "grid", "fixed")
+_BY_HAND = ("problem", "optimizer", "grid", "fixed", "points")
 # A field's type -> (what a value must be, its plural, the test).
 _SCALARS = {
     str: ("a string", "strings", lambda v: isinstance(v, str)),
@@ -71,21 +71,23 @@ def parse(text: str, where: str = "<sweep>") -> SweepConfig:
 def from_table(table: dict[str, Any], where: str, default_name: str | None = None) -> SweepConfig:
     """The sweep described by a parsed TOML document (:func:`tomllib.loads`'s dict)."""
     top = _top_level_fields()
-    valid = ["optimizer", *top, "problem", "grid", "fixed"]
+    valid = ["optimizer", *top, "problem", "grid", "points", "fixed"]
     for key in table:
-        if key not in valid and key != "points":
+        if key not in valid:
             raise ValueError(f"{where}: {key}: unknown key; valid: {', '.join(valid)}")
-    if "points" in table:
-        raise ValueError(f"{where}: [[points]]: a list of explicit points is not supported; use [grid] "
-                         f"(every combination of its values)")
     if "optimizer" not in table:
         raise ValueError(f"{where}: optimizer: missing (a name such as \"adam\", or \"module:factory\")")
-    if "grid" not in table:
-        raise ValueError(f"{where}: [grid]: missing (the swept hyperparameters, each a list of values)")
+    if "grid" in table and "points" in table:
+        raise ValueError(f"{where}: [[points]]: give [grid] (every combination of its values) or "
+                         f"[[points]] (each point as written), not both")
+    if "grid" not in table and "points" not in table:
+        raise ValueError(f"{where}: [grid]: missing (the swept hyperparameters, each a list of values; "
+                         f"or [[points]] tables, one per point)")
     optimizer = _convert(table["optimizer"], str, f"{where}: optimizer")
     problem = _problem(_table(table.get("problem", {}), f"{where}: [problem]"), where)
-    grid = _grid(_table(table["grid"], f"{where}: [grid]"), where)
-    fixed = _fixed(_table(table.get("fixed", {}), f"{where}: [fixed]"), where)
+    grid = _grid(_flat(_table(table["grid"], f"{where}: [grid]")), where) if "grid" in table else None
+    points = _points(table["points"], where) if "points" in table else None
+    fixed = _fixed(_flat(_table(table.get("fixed", {}), f"{where}: [fixed]")), where)
     kwargs = {"name": default_name} if default_name is not None else {}
     for key, hint in top.items():
         if key == "batch_size" and table.get(key) == FULL_BATCH:
@@ -96,7 +98,7 @@ def from_table(table: dict[str, Any], where: str, default_name: str | None = Non
         elif key in table:
             kwargs[key] = _convert(table[key], hint, f"{where}: {key}")
     try:
-        config = SweepConfig.make(problem, optimizer, grid, fixed, **kwargs)
+        config = SweepConfig.make(problem, optimizer, grid, fixed, points=points, **kwargs)
         check_model(config.problem)  # the checks that need the data, before anything runs
         config.check_batch_size(load_data(config.problem).x_train.shape[0])
     except ValueError as err:
@@ -132,6 +134,32 @@ def _grid(table: dict, where: str) -> dict[str, list]:
             hint = f" (one value: write [{_show(values)}], or set it in [fixed])" if is_number(values) else ""
             raise ValueError(f"{where}: [grid] {key}: expected a list of numbers, got {_show(values)}{hint}")
     return table
+
+
+def _points(value, where: str) -> list[dict[str, Any]]:
+    """``[[points]]`` tables: each a point, every value a number."""
+    is_number = _SCALARS[float][2]
+    if not isinstance(value, list) or not value or not all(isinstance(p, dict) for p in value):
+        raise ValueError(f"{where}: [[points]]: expected [[points]] tables (one per point), "
+                         f"got {_show(value)}")
+    points = [_flat(p) for p in value]
+    for i, point in enumerate(points):
+        for key, v in point.items():
+            if not is_number(v):
+                raise ValueError(f"{where}: [[points]] point {i} {key}: expected a number, got {_show(v)}")
+    return points
+
+
+def _flat(table: dict, prefix: str = "") -> dict[str, Any]:
+    """A table with TOML's dotted keys (``schedule.warmup_steps = 10``, read as nested tables)
+    flattened back to dotted names."""
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def _fixed(table: dict, where: str) -> dict[str, Any]:
@@ -196,7 +224,10 @@ def _show(value) -> str:
 
 def _keys_of(message: str) -> str:
     """A config's message in the file's words: ``SweepConfig.grid:`` -> ``[grid]:``,
-    ``SweepConfig.steps:`` -> ``steps:``, ``Problem.hidden`` -> ``[problem] hidden``."""
+    ``SweepConfig.points: point 2`` -> ``[[points]] point 2``, ``SweepConfig.steps:`` -> ``steps:``,
+    ``Problem.hidden`` -> ``[problem] hidden``."""
     message = re.sub(r"\bProblem\.(\w+)", r"[problem] \1", message)
+    message = re.sub(r"\bSweepConfig\.points: point (\d+)", r"[[points]] point \1", message)
     return re.sub(r"\bSweepConfig\.(\w+)",
-                  lambda m: f"[{m[1]}]" if m[1] in _TABLES else m[1], message)
+                  lambda m: ("[[points]]" if m[1] == "points" else f"[{m[1]}]") if m[1] in _TABLES else m[1],
+                  message)

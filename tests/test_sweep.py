@@ -494,7 +494,7 @@ def test_ctrl_c_saves_the_last_chunk_and_a_rerun_resumes_to_the_same_result(tmp_
 
     monkeypatch.setattr(store, "save_npz", save_then_press_ctrl_c)
     with pytest.raises(SweepInterrupted) as info:
-        run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
+        run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5, checkpoint_seconds=0)
     assert "\n" not in str(info.value) and "step 15/40" in str(info.value) and "resume" in str(info.value)
     assert checkpoints == [5, 10, 15]  # the chunk in flight when Ctrl-C came was finished and saved
     directory = store.result_dir(config, str(tmp_path))
@@ -563,7 +563,7 @@ CHILD = textwrap.dedent("""
     if mode == "devices":
         import jax
         assert jax.device_count() == 8, jax.devices()
-    run_sweep(config, store_dir=sys.argv[2], quiet=True, chunk_steps=5)
+    run_sweep(config, store_dir=sys.argv[2], quiet=True, chunk_steps=5, checkpoint_seconds=0)
 """)
 
 
@@ -722,7 +722,9 @@ def test_the_sweep_modules_import_one_another_without_a_cycle():
                 assert not any(a.name == "lab.sweep" for a in node.names), name
         edges[name] = targets
     assert all("__init__" not in targets for targets in edges.values()), edges
-    assert edges["config"] == set() and edges["program"] == {"config"}, edges
+    assert edges["hparams"] == set() and edges["schedules"] == set() and edges["checks"] == {"hparams"}, edges
+    assert edges["config"] == {"checks", "hparams", "schedules"}, edges
+    assert edges["program"] == {"config", "schedules"}, edges
     assert edges["store"] == {"config"} and edges["run"] == {"config", "program", "store"}, edges
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from lab import memory
-from lab.sweep import Problem, SweepConfig, SweepInterrupted, program, run_sweep, store
+from lab.sweep import Problem, SweepConfig, SweepInterrupted, program, run, run_sweep, store
 
 MOONS = Problem(dataset="moons", hidden=(16,), n_train=100)
 ARRAYS = ("train_loss", "train_loss_eval", "test_loss", "test_accuracy", "diverged_step", "weight_norm",
@@ -109,6 +109,8 @@ def test_ctrl_c_between_and_inside_blocks_resumes_to_the_same_result(ten_runs, t
 
 
 def test_checkpoints_on_a_wall_clock_interval_and_always_at_ctrl_c(tmp_path, monkeypatch):
+    # The default interval (30 s) is far longer than this sweep's 8 chunks: only Ctrl-C saves one.
+    assert run.CHECKPOINT_SECONDS == 30
     config = SweepConfig.make(MOONS, "adam", {"learning_rate": [1e-2, 3e-2]}, seeds=2, steps=40,
                               batch_size=16, eval_every=10, name="interval")
     plain = run_sweep(config, store_dir=None, quiet=True, chunk_steps=5)
@@ -123,6 +125,11 @@ def test_checkpoints_on_a_wall_clock_interval_and_always_at_ctrl_c(tmp_path, mon
                      checkpoint_seconds=3600)
     assert saved == ["results.npz"]  # no chunk took an hour: no checkpoint
     assert_same(plain, hour)
+    saved.clear()
+    every = run_sweep(config, store_dir=str(tmp_path / "every"), quiet=True, chunk_steps=5,
+                      checkpoint_seconds=0)
+    assert saved == ["checkpoint.npz"] * 7 + ["results.npz"]  # after each chunk but the last
+    assert_same(plain, every)
 
     compile_program = program.compile_program
 
@@ -142,9 +149,9 @@ def test_checkpoints_on_a_wall_clock_interval_and_always_at_ctrl_c(tmp_path, mon
     with monkeypatch.context() as m:
         m.setattr(program, "compile_program", ctrl_c_at_third_chunk)
         with pytest.raises(SweepInterrupted, match=r"at step 15/40; saved in"):
-            run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5, checkpoint_seconds=3600)
+            run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)  # the default interval
     assert saved == ["checkpoint.npz"]  # written at Ctrl-C only
-    resumed = run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5, checkpoint_seconds=3600)
+    resumed = run_sweep(config, store_dir=str(tmp_path), quiet=True, chunk_steps=5)
     assert saved == ["checkpoint.npz", "results.npz"]
     assert_same(plain, resumed)
 

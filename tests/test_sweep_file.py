@@ -20,6 +20,7 @@ from lab.cli import main
 from lab.sweep import Problem, SweepConfig, store
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "sweeps", "adam_lr.toml")
+WARMUP_COSINE = os.path.join(os.path.dirname(EXAMPLE), "adam_warmup_cosine.toml")
 
 BASE = """\
 optimizer = "adam"
@@ -43,7 +44,7 @@ def _lab(argv: list[str]) -> int:
 
 
 def _toml(table: dict) -> str:
-    """A TOML document for a dict of scalars, lists and (one level of) tables."""
+    """A TOML document for a dict of scalars, lists and tables (nested ones as dotted keys)."""
     def value(v):
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -53,9 +54,12 @@ def _toml(table: dict) -> str:
             return "[" + ", ".join(value(x) for x in v) + "]"
         return repr(v)
 
+    def keys(t, prefix=""):  # a table's keys, nested tables as dotted keys
+        return "".join(keys(v, f"{prefix}{k}.") if isinstance(v, dict) else f"{prefix}{k} = {value(v)}\n"
+                       for k, v in t.items())
+
     top = [f"{k} = {value(v)}" for k, v in table.items() if not isinstance(v, dict)]
-    tables = [f"[{k}]\n" + "".join(f"{kk} = {value(vv)}\n" for kk, vv in v.items())
-              for k, v in table.items() if isinstance(v, dict)]
+    tables = [f"[{k}]\n" + keys(v) for k, v in table.items() if isinstance(v, dict)]
     return "\n".join(top) + "\n" + "".join(tables)
 
 
@@ -147,11 +151,85 @@ def test_a_bad_key_is_one_line_naming_the_file_and_the_key(old, new, message):
     assert message in text, text
 
 
-def test_explicit_points_are_refused_in_one_line():
-    with pytest.raises(ValueError, match=r"^s.toml: \[\[points\]\]: a list of explicit points is not "
-                                         r"supported; use \[grid\]"):
-        points = "[[points]]\nlearning_rate = 1e-3\n[[points]]\nlearning_rate = 1e-2\n"
-        sweep_file.parse(BASE + points, "s.toml")
+def test_points_schedules_and_dotted_keys_give_the_config_the_python_api_builds():
+    text = BASE.replace('seeds = 2', 'seeds = 2\nschedule = "warmup_cosine"').replace(
+        "[grid]\nlearning_rate = [1e-3, 1e-2]\n", "") + """\
+schedule.end_value = 0.1
+clip.max_norm = 1.0
+[[points]]
+learning_rate = 1e-3
+schedule.warmup_steps = 2
+[[points]]
+learning_rate = 1e-2
+schedule = { warmup_steps = 0 }
+"""
+    expected = SweepConfig.make(
+        Problem(dataset="moons", hidden=(3,), n_train=40), "adam",
+        fixed={"eps": 1e-8, "schedule.end_value": 0.1, "clip.max_norm": 1.0}, schedule="warmup_cosine",
+        points=[{"learning_rate": 1e-3, "schedule.warmup_steps": 2}, {"learning_rate": 1e-2,
+                                                                       "schedule.warmup_steps": 0}],
+        seeds=2, steps=10, batch_size=8)
+    config = sweep_file.parse(text)
+    assert config == expected and config.hash() == expected.hash()
+    swept = BASE.replace("seeds = 2", 'seeds = 2\nschedule = "step_decay"') + """\
+schedule.transition_steps = 4
+[grid.schedule]
+decay_rate = [0.5, 0.9]
+"""
+    assert sweep_file.parse(swept) == SweepConfig.make(
+        Problem(dataset="moons", hidden=(3,), n_train=40), "adam",
+        {"learning_rate": [1e-3, 1e-2], "schedule.decay_rate": [0.5, 0.9]},
+        {"eps": 1e-8, "schedule.transition_steps": 4}, schedule="step_decay", seeds=2, steps=10, batch_size=8)
+
+
+POINTS = BASE.replace("[grid]\nlearning_rate = [1e-3, 1e-2]\n", "")  # [problem] and [fixed], no [grid]
+
+
+@pytest.mark.parametrize("text, message", [
+    (BASE + "[[points]]\nlearning_rate = 1e-3\n",
+     "[[points]]: give [grid] (every combination of its values) or [[points]] (each point as written), "
+     "not both"),
+    (POINTS + "[[points]]\nlearning_rate = 1e-3\n[[points]]\nlearning_rate = 1e-2\nb1 = 0.9\n",
+     "[[points]] point 1 names b1, learning_rate; point 0 names learning_rate"),
+    (POINTS + "[[points]]\nlearning_rate = 1e-3\n[[points]]\nlearning_rate = -1.0\n",
+     "[[points]] point 1: learning_rate=-1.0: learning_rate must"),
+    (POINTS + '[[points]]\nlearning_rate = "x"\n',
+     '[[points]] point 0 learning_rate: expected a number, got "x"'),
+    (POINTS + "[[points]]\nlearning_rate = 1e-3\nschedule.warmup_steps = 2\n",
+     "[[points]]: 'schedule.warmup_steps' is a parameter of schedule 'warmup_cosine', not of 'constant'"),
+    (BASE.replace("seeds = 2", 'seeds = 2\nschedule = "warmup_cosine"') + "schedule.warmup_steps = -1\n",
+     "[fixed]: schedule.warmup_steps=-1: must be a whole number of steps >= 0"),
+    (BASE.replace("seeds = 2", 'seeds = 2\nschedule = "cosine"'),
+     "schedule: unknown schedule 'cosine'; valid: "),
+    (POINTS, "[grid]: missing (the swept hyperparameters, each a list of values; or [[points]] tables"),
+])
+def test_bad_points_and_schedule_keys_are_one_line(text, message):
+    with pytest.raises(ValueError) as info:
+        sweep_file.parse(text, "s.toml")
+    assert "\n" not in str(info.value) and str(info.value).startswith("s.toml: " + message), str(info.value)
+
+
+def test_the_warmup_cosine_example_is_the_sweep_it_says_and_runs_tiny(tmp_path, capsys):
+    config = sweep_file.read(WARMUP_COSINE)
+    expected = SweepConfig.make(
+        Problem(dataset="digits", hidden=(128,)), "adam",
+        {"learning_rate": [1e-3, 3e-3, 1e-2], "schedule.warmup_steps": [0, 100]},
+        {"schedule.decay_steps": 1000, "schedule.end_value": 0.01, "clip.max_norm": 1.0},
+        schedule="warmup_cosine", seeds=2, steps=1000, batch_size=64, eval_every=50, log_every=10,
+        name="adam-warmup-cosine")
+    assert config == expected and config.hash() == expected.hash()
+    with open(WARMUP_COSINE, "rb") as f:
+        table = tomllib.load(f)
+    table.update(steps=8, seeds=1, batch_size=8, eval_every=4, log_every=4,
+                 problem={"dataset": "moons", "hidden": [3], "n_train": 40})
+    table["grid"]["schedule"]["warmup_steps"] = [0, 3]
+    table["fixed"]["schedule"]["decay_steps"] = 8
+    path = tmp_path / "tiny.toml"
+    path.write_text(_toml(table))
+    assert _lab(["sweep", str(path), "--out", str(tmp_path / "results"), "--quiet"]) == 0
+    result = store.load(store.result_dir(sweep_file.read(path), str(tmp_path / "results")))
+    assert result.runs == 6 and np.isfinite(result.test_loss).all()
+    assert "schedule.warmup_steps" in capsys.readouterr().out
 
 
 def test_a_toml_syntax_error_gives_its_line(tmp_path):
