@@ -575,8 +575,8 @@ def run_child(config, store_dir, mode, env=None):
 @pytest.mark.parametrize("mode", ["checkpoint", "results"])
 def test_sigkill_loses_at_most_a_chunk_and_never_leaves_complete_looking_files(tmp_path, mode, request):
     # The checkpoint case runs the user's optimizer and model (imported by the child from their module).
-    config = user_config() if mode == "checkpoint" else small()
     user_path = {"PYTHONPATH": str(request.getfixturevalue("user_code"))} if mode == "checkpoint" else {}
+    config = user_config() if mode == "checkpoint" else small()
     child = run_child(config, str(tmp_path), mode, user_path)
     assert child.returncode == -signal.SIGKILL, child.stderr
     directory = store.result_dir(config, str(tmp_path))
