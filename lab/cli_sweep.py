@@ -9,7 +9,6 @@ its results go to ``<--out>/<name>-<hash>/`` (default ``results/``) and are reus
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import sys
 
@@ -41,27 +40,29 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result, reused: bool) -> None:
-    """One line about the sweep, then one row per grid point: seed means of the final evaluation."""
+    """One line about the sweep, then one row per grid point (or listed point): seed means of the
+    final evaluation."""
     config = result.config
     how = ("saved results reused" if reused else
            f"{result.wall_seconds:.1f} s, compile {result.compile_seconds:.1f} s")
     points, seeds = config.grid_size, config.seeds
-    print(f"{config.name}: {config.optimizer} on {config.problem.dataset}, {points} grid point"
+    kind = "point" if config.points else "grid point"
+    print(f"{config.name}: {config.optimizer} on {config.problem.dataset}, {points} {kind}"
           f"{'s' * (points != 1)} x {seeds} seed{'s' * (seeds != 1)}, {config.steps} steps ({how})")
     metrics = ["train_loss_eval", "test_loss"]
     if config.problem.is_classification:
         metrics.append("test_accuracy")
-    finals = {m: result.grid_view(m)[..., -1] for m in metrics}  # (*grid, seeds)
-    diverged = result.grid_view("diverged")  # (*grid, seeds)
-    header = [name for name, _ in config.grid] + ["final " + m.replace("_eval", "") for m in metrics]
+    finals = {m: result.grid_view(m)[..., -1].reshape(points, seeds) for m in metrics}
+    diverged = result.grid_view("diverged").reshape(points, seeds)
+    header = [name for name, _ in config.swept] + ["final " + m.replace("_eval", "") for m in metrics]
     header.append("diverged")
     table = []
-    for index in itertools.product(*(range(len(values)) for _, values in config.grid)):
-        row = [f"{values[i]:g}" for (_, values), i in zip(config.grid, index, strict=True)]
+    for i, point in enumerate(config.grid_points()):
+        row = [f"{v:g}" for v in point.values()]
         for m in metrics:
-            kept = finals[m][index][~diverged[index]]
+            kept = finals[m][i][~diverged[i]]
             row.append(f"{float(np.mean(kept)):.4g}" if kept.size else "-")
-        row.append(f"{int(diverged[index].sum())}/{config.seeds}")
+        row.append(f"{int(diverged[i].sum())}/{config.seeds}")
         table.append(row)
     widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
     for row in [header, ["-" * w for w in widths], *table]:

@@ -93,7 +93,7 @@ def final_values(result: SweepResult, metric: str, *, drop_diverged: bool = True
     """``metric`` at the end of every run of a sweep, as ``(*grid sizes, seeds)``; NaN for diverged
     runs unless ``drop_diverged=False`` (for final-state metrics such as ``weight_norm``)."""
     values = result.grid_view(metric).astype(np.float64)
-    if values.ndim > len(result.config.grid) + 1:  # a metric over evaluations: its last one
+    if values.ndim > len(result.config.grid_shape) + 1:  # a metric over evaluations: its last one
         values = values[..., -1]
     return np.where(result.grid_view("diverged"), np.nan, values) if drop_diverged else values
 

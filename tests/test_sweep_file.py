@@ -318,3 +318,20 @@ def test_lab_sweep_refuses_an_out_that_is_a_file(tiny_example, tmp_path, capsys)
     assert _lab(["sweep", tiny_example[0], "--out", str(tmp_path / "file"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--out" in err and "is not a directory" in err, err
+
+
+def test_lab_sweep_prints_one_row_per_listed_point(tmp_path, capsys):
+    points = [(1e-3, 0.9), (1e-2, 0.8), (3e-2, 0.95)]
+    text = POINTS.replace("steps = 10", "steps = 4\neval_every = 2") + "".join(
+        f"[[points]]\nlearning_rate = {lr}\nb1 = {b1}\n" for lr, b1 in points)
+    path = tmp_path / "points.toml"
+    path.write_text(text)
+    assert _lab(["sweep", str(path), "--out", str(tmp_path / "results"), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "3 points x 2 seeds, 4 steps" in lines[0]
+    assert lines[1].split()[:2] == ["learning_rate", "b1"]
+    result = store.load(store.result_dir(sweep_file.read(path), str(tmp_path / "results")))
+    final = result.grid_view("test_loss")[..., -1].mean(axis=-1)  # (points,)
+    rows = [line.split() for line in lines[3:6]]
+    for row, (lr, b1), loss in zip(rows, points, final, strict=True):
+        assert (float(row[0]), float(row[1])) == (lr, b1) and float(row[3]) == pytest.approx(loss, rel=1e-3)
