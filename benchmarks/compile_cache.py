@@ -51,6 +51,11 @@ def cache_size(directory: str) -> tuple[int, int]:
     return len(entries), sum(e.stat().st_size for e in entries)
 
 
+def ratio(a: float, b: float) -> float | None:
+    """``a / b`` to 2 decimals, None where ``b`` is 0 (a time below the resolution)."""
+    return round(a / b, 2) if b else None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--command", default="figures --quick",
@@ -80,8 +85,8 @@ def main(argv=None) -> int:
         "second_seconds": second["seconds"],
         "first_cpu_seconds": first["cpu_seconds"],
         "second_cpu_seconds": second["cpu_seconds"],
-        "speedup": round(first["seconds"] / second["seconds"], 2),
-        "cpu_speedup": round(first["cpu_seconds"] / second["cpu_seconds"], 2),
+        "speedup": ratio(first["seconds"], second["seconds"]),
+        "cpu_speedup": ratio(first["cpu_seconds"], second["cpu_seconds"]),
         "cache_entries": entries,
         "cache_megabytes": round(size / 2**20, 1),
         "device": f"{jax.devices()[0].platform} ({os.cpu_count()} cores, {platform.machine()})",
@@ -100,7 +105,7 @@ def main(argv=None) -> int:
         return 0
     cpu = f"CPU {first['cpu_seconds']:.1f} s -> {second['cpu_seconds']:.1f} s"
     print(f"\nlab {args.command}: {first['seconds']:.1f} s, then {second['seconds']:.1f} s with the compile "
-          f"cache ({report['speedup']:.1f}x; {cpu}); cache: {entries} programs, "
+          f"cache ({report['speedup'] or float('nan'):.1f}x; {cpu}); cache: {entries} programs, "
           f"{report['cache_megabytes']} MB")
     return 0
 

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lab import compile_cache, memory
+from lab import compile_cache, distributed, memory
 from lab.data import batch_indices
 from lab.problems import Problem, data_loss, init_params, load_data
 from lab.sweep import SweepConfig, clear_compile_cache, program, run_sweep
@@ -71,18 +71,57 @@ def train_flops_per_step() -> float:
 # ----------------------------------------------------------------------------- the lab
 
 
+def reset_peak_rss() -> None:
+    """Start a new high-water mark of the process's resident memory (Linux; elsewhere nothing)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_bytes() -> int | None:
+    """The process's peak resident memory since :func:`reset_peak_rss` (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def block_program_bytes(config: SweepConfig, meta: dict) -> tuple[int | None, int | None]:
+    """Bytes per device of the program that ran a sweep's blocks, and of the one for all its runs
+    at once, by XLA's count (:func:`lab.memory.program_bytes`): what the memory budget bounds. Both
+    programs are in the in-process compile cache after the sweep, so nothing compiles here."""
+    key, devices = program.program_key(config), tuple(distributed.mesh().devices.flat)
+    x64 = bool(jax.config.read("jax_enable_x64"))
+    n_dev = len(devices)
+
+    def need(padded):
+        compiled = program.compile_program(key, meta["chunk_steps"], padded, devices, x64)
+        return memory.program_bytes(*compiled[:2])
+
+    block = need(meta["runs_padded"])
+    return block, block if meta["blocks"] == 1 else need(math.ceil(config.runs / n_dev) * n_dev)
+
+
 def time_lab(runs: int, steps: int, repeats: int = 2, budget: int | None = None) -> dict:
     """Compile and run once, then the best of ``repeats`` calls that reuse the compiled program
     (``repeats=0``: the first call's time less its compile time), and two calls that save results
-    and checkpoints: every 30 s, and after every chunk."""
+    and checkpoints: every 30 s, and after every chunk. Also the blocks the runs were split into,
+    the memory of their program against the budget and the process's peak resident memory."""
     config = workload(runs, steps)
     clear_compile_cache()  # so that every point reports its compile time
+    reset_peak_rss()
     first = run_sweep(config, store_dir=None, quiet=True, memory_budget=budget)
+    peak = peak_rss_bytes()
     seconds = [run_sweep(config, store_dir=None, quiet=True, memory_budget=budget).wall_seconds
                for _ in range(repeats)]
+    program_bytes, unsplit_bytes = block_program_bytes(config, first.meta)
     out = {"runs": config.runs, "seconds": min(seconds, default=first.wall_seconds - first.compile_seconds),
            "compile_seconds": first.compile_seconds, "blocks": first.meta["blocks"],
-           "block_runs": first.meta["block_runs"],
+           "block_runs": first.meta["block_runs"], "program_bytes": program_bytes,
+           "unsplit_program_bytes": unsplit_bytes, "peak_rss_bytes": peak,
            "final_test_accuracy_median": float(np.nanmedian(first.test_accuracy[:, -1]))}
     if repeats:
         for key, interval in (("with_store_seconds", 30), ("checkpoint_every_chunk_seconds", 0)):
@@ -197,6 +236,18 @@ def time_torch(config: SweepConfig, n_runs: int) -> float | None:
     return time.perf_counter() - t0
 
 
+def matmul_body(carry, _):
+    """One step of the sweep's batched matrix products alone: the forward and backward products of
+    every run, ``x`` (runs, 64, 64), ``w1`` (runs, 64, 128), ``w2`` (runs, 128, 10)."""
+    x, w1, w2 = carry
+    h = jnp.einsum("rbi,rio->rbo", x, w1)  # forward
+    o = jnp.einsum("rbi,rio->rbo", h, w2)
+    dw2 = jnp.einsum("rbi,rbo->rio", h, o)  # backward: weight gradients and dh
+    dh = jnp.einsum("rbo,rio->rbi", o, w2)
+    dw1 = jnp.einsum("rbi,rbo->rio", x, dh)
+    return (x, w1 - 1e-6 * dw1, w2 - 1e-6 * dw2), None  # a dependence, so nothing is hoisted
+
+
 def matmul_rate(runs: int, steps: int = 100) -> float:
     """FLOP/s of the sweep's batched matrix products alone (forward and backward of every run)."""
     key = jax.random.key(0)
@@ -204,17 +255,7 @@ def matmul_rate(runs: int, steps: int = 100) -> float:
     x = jax.random.normal(kx, (runs, BATCH, SIZES[0]), jnp.float32)
     w1 = 0.1 * jax.random.normal(k1, (runs, SIZES[0], SIZES[1]), jnp.float32)
     w2 = 0.1 * jax.random.normal(k2, (runs, SIZES[1], SIZES[2]), jnp.float32)
-
-    def body(carry, _):
-        x, w1, w2 = carry
-        h = jnp.einsum("rbi,rio->rbo", x, w1)  # forward
-        o = jnp.einsum("rbi,rio->rbo", h, w2)
-        dw2 = jnp.einsum("rbi,rbo->rio", h, o)  # backward: weight gradients and dh
-        dh = jnp.einsum("rbo,rio->rbi", o, w2)
-        dw1 = jnp.einsum("rbi,rbo->rio", x, dh)
-        return (x, w1 - 1e-6 * dw1, w2 - 1e-6 * dw2), None  # a dependence, so nothing is hoisted
-
-    run = jax.jit(lambda c: jax.lax.scan(body, c, None, length=steps)[0])
+    run = jax.jit(lambda c: jax.lax.scan(matmul_body, c, None, length=steps)[0])
     carry = jax.block_until_ready(run((x, w1, w2)))
     best = math.inf
     for _ in range(3):
@@ -280,12 +321,17 @@ def main(argv=None) -> int:
     for runs in (int(r) for r in args.scaling.split(",")):
         point = time_lab(runs, config.steps, repeats=0, budget=budget)
         throughput = point["runs"] * config.steps / point["seconds"]
+        fraction = None if point["program_bytes"] is None else round(point["program_bytes"] / budget, 4)
         scaling.append({"runs": point["runs"], "seconds": round(point["seconds"], 4),
                         "compile_seconds": round(point["compile_seconds"], 4),
                         "run_steps_per_second": round(throughput, 1), "blocks": point["blocks"],
-                        "block_runs": point["block_runs"]})
+                        "block_runs": point["block_runs"], "program_bytes": point["program_bytes"],
+                        "unsplit_program_bytes": point["unsplit_program_bytes"],
+                        "program_budget_fraction": fraction, "peak_rss_bytes": point["peak_rss_bytes"]})
+        memory_text = "" if fraction is None else f"  program {fraction:.0%} of the budget"
         log(f"  scaling: {point['runs']:5d} runs  {point['seconds']:8.3f} s  {throughput:10.0f} run-steps/s  "
-            f"compile {point['compile_seconds']:.2f} s  blocks {point['blocks']} of {point['block_runs']}")
+            f"compile {point['compile_seconds']:.2f} s  blocks {point['blocks']} of {point['block_runs']}"
+            f"{memory_text}")
 
     try:
         import torch
@@ -319,7 +365,10 @@ def main(argv=None) -> int:
         "notes": f"baselines timed on {n_base} runs and scaled linearly to {config.runs}; lab_seconds: best "
                  "of 2 calls reusing the compiled program, store_dir=None; scaling seconds: first call less "
                  "its compile time, run_steps_per_second = runs x steps / seconds, blocks of block_runs "
-                 "runs within memory_budget_bytes per device; lab_cached_compile_seconds: the program "
+                 "runs within memory_budget_bytes per device: program_bytes is XLA's count for the program "
+                 "that ran the blocks (unsplit_program_bytes: for all runs at once), peak_rss_bytes the "
+                 "process's peak resident memory during the first call, compile included; "
+                 "lab_cached_compile_seconds: the program "
                  "loaded from JAX's persistent compile cache with in-memory caches cleared; "
                  "matmul_rate_fraction = lab FLOP/s (matrix-product FLOPs of training "
                  "only) / FLOP/s of the same batched products alone (best of 3)",
@@ -350,11 +399,18 @@ def main(argv=None) -> int:
           f"({lab_rate / 1e9:.1f} of {rate / 1e9:.1f} GFLOP/s)")
     print(f"(baselines timed on {n_base} runs and scaled to {config.runs})")
     print()
-    print(f"{'runs':>6}{'run s':>10}{'compile s':>11}{'ms per run':>12}{'run-steps/s':>13}{'blocks':>8}")
+    print(f"{'runs':>6}{'run s':>10}{'compile s':>11}{'ms per run':>12}{'run-steps/s':>13}{'blocks':>8}"
+          f"{'program MB':>12}{'of budget':>11}{'peak RSS MB':>13}")
+    def mb(b):
+        return "n/a" if b is None else f"{b / 2**20:.0f}"
+
     for point in scaling:
+        fraction = point["program_budget_fraction"]
         print(f"{point['runs']:>6}{point['seconds']:>10.3f}{point['compile_seconds']:>11.2f}"
               f"{1000 * point['seconds'] / point['runs']:>12.2f}{point['run_steps_per_second']:>13.0f}"
-              f"{point['blocks']:>8}")
+              f"{point['blocks']:>8}{mb(point['program_bytes']):>12}"
+              f"{'n/a' if fraction is None else f'{fraction:.0%}':>11}{mb(point['peak_rss_bytes']):>13}")
+    print(f"(memory budget {budget / 2**30:.2f} GiB per device)")
     return 0
 
 
