@@ -193,7 +193,7 @@ def _compute(sweep: _Sweep) -> SweepResult:
     first, done = progress.saved or (0, 0)
     resumed = _load_checkpoint(sweep, state_shape, padded, by_run) if progress.saved else None
 
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # a text bar on stderr, in a terminal and in a notebook (no widgets needed)
 
     in_blocks = f" in {blocks} blocks" if blocks > 1 else ""
     bar = tqdm(total=config.steps * blocks, initial=first * config.steps + done, unit="step",
