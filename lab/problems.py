@@ -4,9 +4,8 @@ A :class:`Problem` decides shapes (data size, model), so it is static; what a sw
 (optimizer hyperparameters, L1/L2 strengths, seeds) is not part of it. The data set depends only on
 ``data_seed``, never on a run's seed, so every run of a sweep sees the same data.
 
-Models are :class:`lab.models.Model` pairs ``(init, apply)``: a built-in (``mlp``, ``linear``,
-``cnn1d``, ``cnn2d``) or your own ``"module:factory"``; data sets are built in or ``"npz:PATH"``.
-Each model and data set has an identity (:mod:`lab.specs`), part of the problem's equality.
+Models are built in (``mlp``, ``linear``, ``cnn1d``, ``cnn2d``) or ``"module:factory"``; data sets built
+in, ``"npz:PATH"`` or ``"module:function"``. Each has an identity (:mod:`lab.specs`), part of equality.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from lab.regularizers import weights
 
 Array = jax.Array
 
-DATASETS = ("digits", "moons", "circles", "linreg", "mnist1d")  # and "npz:PATH"
+DATASETS = ("digits", "moons", "circles", "linreg", "mnist1d")  # and "npz:PATH", "module:function"
 CLASSIFICATION_LOSSES = ("cross_entropy", "mse_classification")
 _CLASSES = {"digits": 10, "moons": 2, "circles": 2, "mnist1d": 10}
 _SPREAD_KWARG = {"normal": "std", "uniform": "scale"}  # the initializers that take init_std
@@ -53,8 +52,9 @@ class Problem:
 
     Attributes:
         dataset: ``"digits"`` (8x8 images, 10 classes), ``"moons"``, ``"circles"`` (2D, 2 classes),
-            ``"linreg"`` (5 features, 1 target), ``"mnist1d"`` (signals of length 40, 10 classes) or
-            ``"npz:PATH"``: your own file (see :func:`lab.data.read_npz`).
+            ``"linreg"`` (5 features, 1 target), ``"mnist1d"`` (signals of length 40, 10 classes),
+            ``"npz:PATH"`` (see :func:`lab.data.read_npz`) or ``"module:function"`` (or the function):
+            ``function(data seed)`` returns a :class:`lab.data.Dataset` of arrays as an npz holds.
         hidden: hidden-layer widths of the ``mlp``; ``()`` is a linear / softmax-regression model.
         activation: a name in :data:`lab.activations.ACTIVATIONS` (``mlp``, ``cnn1d``, ``cnn2d``).
         init: a weight initializer name (see :mod:`lab.initializers`); biases start at zero.
@@ -135,8 +135,8 @@ class Problem:
             if not isinstance(self.noise, int | float) or not self.noise >= 0:
                 raise ValueError(f"Problem.noise: expected a non-negative number or None, got {self.noise!r}")
             object.__setattr__(self, "noise", float(self.noise))
-        regression = _regression(self.dataset)
-        if regression is not None:  # None: an npz file read back from saved results, not opened
+        regression = _regression(self.dataset, self.seed)
+        if regression is not None:  # None: a data set read back from saved results, not opened
             valid_losses = ("mse",) if regression else CLASSIFICATION_LOSSES
             if self.loss not in valid_losses:
                 kind = "regression targets" if regression else "class labels"
@@ -194,26 +194,58 @@ class Problem:
 def _dataset_spec(dataset) -> specs.Spec:
     if isinstance(dataset, specs.Spec):
         return dataset
-    if not isinstance(dataset, str):
-        raise ValueError(f"Problem.dataset: expected a name or 'npz:PATH', got {dataset!r}")
-    if dataset.startswith("npz:"):
-        try:
-            digest, data = read_npz(dataset[4:])
-        except ValueError as err:
-            raise ValueError(f"Problem.dataset: {dataset!r}: {err}") from None
-        return specs.Spec(dataset, digest, data)
-    if dataset not in DATASETS:
+    if callable(dataset):
+        return specs.from_callable(dataset, "Problem.dataset")
+    if not isinstance(dataset, str) or (dataset not in DATASETS and ":" not in dataset):
         raise ValueError(f"Problem.dataset: unknown data set {dataset!r}; valid: {', '.join(DATASETS)}, "
-                         f"or 'npz:PATH' for your own")
+                         f"or 'npz:PATH' or 'module:function' for your own")
+    if dataset.startswith("npz:"):
+        return specs.Spec(dataset, *_read_npz(dataset))
+    if dataset not in DATASETS:  # a function of the seed that returns the data set
+        return specs.from_string(dataset, "Problem.dataset", {}, "data set")
     module = lab.mnist1d if dataset == "mnist1d" else lab.data
     return specs.Spec(dataset, specs.module_digest(module), dataset)
 
 
-def _regression(dataset: specs.Spec) -> bool | None:
-    """Whether the data set holds regression targets; None if unknown (an npz not opened)."""
-    if not dataset.startswith("npz:"):
+def _regression(dataset: specs.Spec, seed: int) -> bool | None:
+    """Whether the data set holds regression targets; None if unknown (read back, not opened)."""
+    if dataset in DATASETS:
         return dataset == "linreg"
-    return None if not dataset.resolved else bool(dataset.resolve("Problem.dataset").y_train.ndim == 2)
+    if not dataset.resolved:
+        return None
+    npz = dataset.startswith("npz:")
+    data = dataset.resolve("Problem.dataset") if npz else _function_data(dataset, seed, dataset.source)
+    return bool(data.y_train.ndim == 2)
+
+
+def _read_npz(name: str) -> tuple[str, Dataset]:
+    try:
+        return read_npz(name[4:])
+    except ValueError as err:
+        raise ValueError(f"Problem.dataset: {str(name)!r}: {err}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _function_data(spec: specs.Spec, seed: int, source: str) -> Dataset:
+    """A ``"module:function"`` data set: ``function(seed)``, checked and cast as an npz file is."""
+    del source  # part of the cache key only: a spec compares as its string
+    where, function = f"Problem.dataset: {str(spec)}({seed})", spec.resolve("Problem.dataset")
+    try:
+        x_tr, y_tr, x_te, y_te = (np.asarray(a) for a in function(seed))
+    except Exception as err:  # noqa: BLE001 - the user's function failed, or gave no four arrays
+        raise ValueError(f"{where} raised {type(err).__name__}: {' '.join(str(err).split())} "
+                         f"(expected a lab.data.Dataset)") from None
+    labels = y_tr.dtype.kind in "iu"  # else float regression targets
+    for x, y in ((x_tr, y_tr), (x_te, y_te)):
+        if not (x.dtype.kind in "iuf" and x.ndim >= 2 and x.size and x.shape[1:] == x_tr.shape[1:]
+                and y.shape[:1] == x.shape[:1] and np.isfinite(x).all() and np.isfinite(y).all()
+                and (y.ndim == 1 and y.dtype.kind in "iu" and y.min() >= 0 if labels else
+                     y.dtype.kind == "f" and y.ndim <= 2 and y.shape[1:] == y_tr.shape[1:])):
+            raise ValueError(f"{where} gave x {x.dtype}{x.shape}, y {y.dtype}{y.shape}; expected finite "
+                             f"x (n, features...), y (n,) labels >= 0 or (n, k) floats, as in the other set")
+    ys = [jnp.asarray(y, jnp.int32) if labels else jnp.asarray(y, jnp.float32).reshape(len(y), -1)
+          for y in (y_tr, y_te)]
+    return Dataset(jnp.asarray(x_tr, jnp.float32), ys[0], jnp.asarray(x_te, jnp.float32), ys[1])
 
 
 def _model_spec(model) -> specs.Spec:
@@ -265,11 +297,8 @@ def build_model(problem: Problem) -> Model:
 
 @functools.lru_cache(maxsize=16)
 def load_data(problem: Problem) -> Dataset:
-    """The problem's train/evaluation split (cached per problem); depends on ``data_seed`` only.
-
-    With ``problem.validation`` the evaluation set is the held-out part of the training set (see
-    :func:`validation_split`), otherwise the test set.
-    """
+    """The problem's train/evaluation split (cached per problem); depends on ``data_seed`` only. The
+    evaluation set is the test set, or with ``problem.validation`` held-out training data."""
     data = _load_train_test(problem)
     return validation_split(data, problem.seed) if problem.validation else data
 
@@ -297,14 +326,13 @@ def _load_train_test(problem: Problem) -> Dataset:
     key = jax.random.key(problem.seed)
     name = problem.dataset
     if name.startswith("npz:"):
-        try:
-            digest, data = read_npz(name[4:])
-        except ValueError as err:
-            raise ValueError(f"Problem.dataset: {str(name)!r}: {err}") from None
+        digest, data = _read_npz(name)
         if digest != name.source:
             raise ValueError(f"Problem.dataset: {str(name)!r} changed since this problem was made "
                              f"(identity {name.source[:12]}, now {digest[:12]}); make the problem again")
         return Dataset(*(jnp.asarray(a) for a in data))
+    if name not in DATASETS:
+        return _function_data(name, problem.seed, name.source)
     if name == "digits":
         return digits(key)
     if name == "mnist1d":

@@ -2,6 +2,7 @@
 split holds out part of the training set, so never the test set; MNIST-1D is the published set),
 and identity: a model's or data file's source hash, which changes when they are edited."""
 
+import dataclasses
 import hashlib
 import importlib
 import sys
@@ -239,7 +240,8 @@ def test_a_model_defined_in_a_function_is_identified_by_its_own_source():
 @pytest.mark.parametrize(("spec", "kwargs", "message"), [
     ("wrong_outputs", {}, r"Problem\.model: the apply of 'lab_test_user_model:wrong_outputs' gives \(2, 3\) "
                           r"for 2 examples; expected \(2, 2\)"),
-    ("no_weights", {}, r"Problem\.model: the params of .*no_weights' have no weights \(leaves of rank >= 2\)"),
+    ("no_weights", {}, r"Problem\.model: the params of .*no_weights' have no weights "
+                       r"\(leaves of rank >= 2\)"),
     ("int_params", {}, r"Problem\.model: the init of .*int_params' must return a pytree of float arrays"),
     ("raises", {"width": 2}, r"Problem\.model: lab_test_user_model:raises\(\*\*\{'width': 2\}\) raised "
                              r"RuntimeError: no GPU here"),
@@ -314,3 +316,43 @@ def test_a_bad_npz_file_is_refused_when_the_problem_is_made(tmp_path):
     with pytest.raises(ValueError, match=r"Problem\.n_train / Problem\.noise: only generated"):
         _save(path)
         Problem(f"npz:{path}", n_train=10)
+
+
+def test_a_data_set_from_a_function_of_the_seed_is_checked_identified_and_trained(monkeypatch, tmp_path):
+    source = textwrap.dedent("""
+        import numpy as np
+        from lab.data import Dataset
+
+        def blobs(seed):
+            rng = np.random.default_rng(seed)
+            x = rng.normal(size=(40, 3))
+            return Dataset(x, (x[:, 0] > 0).astype(np.int64), x[:10] + 1, (x[:10, 0] > -1).astype(np.int64))
+
+        def nan_targets(seed):
+            return Dataset(np.zeros((4, 2)), np.full((4, 1), np.nan), np.zeros((2, 2)), np.zeros((2, 1)))
+
+        def three(seed):
+            return np.zeros((4, 2)), np.zeros(4, int), np.zeros((2, 2))
+    """)
+    (tmp_path / "lab_test_user_data.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    problem = Problem("lab_test_user_data:blobs", hidden=(4,), data_seed=3)
+    module_hash = hashlib.sha256(source.encode()).hexdigest()
+    assert problem.sources()["data"] == module_hash
+    data = load_data(problem)
+    expected = np.random.default_rng(3).normal(size=(40, 3))
+    np.testing.assert_array_equal(np.asarray(data.x_train), expected.astype(np.float32))
+    assert data.y_train.dtype == jnp.int32 and n_outputs(problem) == 2 and input_shape(problem) == (3,)
+    held = load_data(dataclasses.replace(problem, validation=True))
+    assert held.x_train.shape[0] + held.x_test.shape[0] == 40  # the validation split works on it too
+    back = Problem.from_dict(problem.to_dict(), sources=problem.sources())
+    assert back == problem and load_data(back).x_train.shape == (40, 3)
+    for spec, message in [("lab_test_user_data:nan_targets", r"nan_targets\(0\) gave x float64\(4, 2\), "
+                                                                r"y float64\(4, 1\); expected finite"),
+                          ("lab_test_user_data:three", r"three\(0\) raised ValueError: not enough values"),
+                          ("lab_test_user_data:missing", r"'lab_test_user_data' has no attribute 'missing'"),
+                          ("no_such_set", r"unknown data set 'no_such_set'.*'module:function' for your own")]:
+        with pytest.raises(ValueError, match=r"Problem\.dataset: .*" + message):
+            Problem(spec, loss="mse")
+    with pytest.raises(ValueError, match=r"Problem\.loss: 'mse' does not fit .*blobs' \(class labels\)"):
+        Problem("lab_test_user_data:blobs", loss="mse")
