@@ -1,4 +1,5 @@
-"""The sweep engine's time against the number of runs, from ``benchmarks/sweep.py``'s JSON files.
+"""The sweep engine's time and throughput against the number of runs, beside the baselines, from
+``benchmarks/sweep.py``'s JSON files.
 
     lab run speed
 
@@ -20,7 +21,7 @@ from lab import plotting
 from lab.experiments.common import Context
 from lab.experiments.record import Record
 
-DESCRIPTION = ("the sweep engine's time against the number of runs, beside the baselines of "
+DESCRIPTION = ("the sweep engine's time and throughput against the number of runs, beside the baselines of "
                "benchmarks/sweep.py (read from its JSON, never rerun here)")
 FIGURES = ("12_speed.png",)
 REUSE = False  # it only reads files that may have changed: always reread them
@@ -70,10 +71,10 @@ def draw(record: Record) -> dict:
     if benches:
         notes = benches[0].get("notes", "").split(";")[0]
         title += f"\n{' and '.join(_short_device(b, i) for i, b in enumerate(benches))}; {notes}"
-    fig, axes = plotting.figure(2, width=5.6, height=4.4, title=title)
-    ax_scale, ax_base = axes[0]
+    fig, axes = plotting.figure(3, width=5.6, height=4.4, title=title)
+    ax_scale, ax_rate, ax_base = axes[0]
     if not benches:
-        for ax in (ax_scale, ax_base):
+        for ax in (ax_scale, ax_rate, ax_base):
             ax.axis("off")
         text = (f"not measured yet\n\nrun  python benchmarks/sweep.py --json --out {meta['path']}\n"
                 "then  lab run speed")
@@ -99,6 +100,8 @@ def draw(record: Record) -> dict:
             ax_scale.plot(runs, total[0] * runs / runs[0], linestyle=":", color="0.65",
                           label="linear in runs (from the first point)")
     first = benches[0]
+    _throughput(ax_rate, benches)
+    fig.supxlabel("\n".join(_caption(b, i) for i, b in enumerate(benches)), fontsize=8)
     plotting.style(ax_scale,
                    f"Time against number of runs (Adam, digits MLP, {first.get('steps')} steps each)",
                    "runs in the sweep", "seconds", logx=True, logy=True, legend_loc="upper left")
@@ -130,3 +133,49 @@ def draw(record: Record) -> dict:
     plotting.style(ax_base, f"{first.get('runs')} runs x {first.get('steps')} steps, run time{extra}", "",
                    "seconds (log scale; Nx = the lab's time)", logy=True, legend_loc="upper left")
     return {"12_speed.png": fig}
+
+
+def _points(bench: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(runs, run-steps per second, blocks)`` of a benchmark's scaling points (older files without
+    ``run_steps_per_second`` or ``blocks``: computed from ``seconds``, one block)."""
+    scaling = bench.get("scaling") or []
+    runs = np.array([s["runs"] for s in scaling], np.float64)
+    rate = np.array([s.get("run_steps_per_second") or s["runs"] * bench["steps"] / s["seconds"]
+                     for s in scaling], np.float64)
+    blocks = np.array([s.get("blocks", 1) for s in scaling], np.int64)
+    return runs, rate, blocks
+
+
+def _throughput(ax, benches: list[dict]) -> None:
+    """Run-steps per second against runs, log-log; points that ran in several blocks ringed."""
+    adam = plotting.optimizer_color("adam")
+    markers = ("o", "^", "s")
+    ringed = False
+    for i, bench in enumerate(benches):
+        runs, rate, blocks = _points(bench)
+        if not runs.size:
+            continue
+        ax.plot(runs, rate, marker=markers[i % 3], color=adam, linestyle=plotting.series_linestyle(i),
+                label=f"lab sweep, {_short_device(bench, i)}")
+        split = blocks > 1
+        if split.any():
+            budget = bench.get("memory_budget_bytes")
+            within = f" within {budget / 2**30:.1f} GiB" if budget else ""
+            ax.plot(runs[split], rate[split], linestyle="none", marker="o", markersize=13,
+                    markerfacecolor="none", markeredgecolor="#CC3311", markeredgewidth=1.5,
+                    label=None if ringed else f"run in blocks{within} (their number beside)")
+            ringed = True
+            for x, y, b in zip(runs[split], rate[split], blocks[split], strict=True):
+                ax.annotate(f"{b}", (x, y), xytext=(7, -11), textcoords="offset points", fontsize=8,
+                            color="#CC3311")
+    steps = benches[0].get("steps")
+    plotting.style(ax, f"Throughput (Adam, digits MLP, {steps} steps each)", "runs in the sweep",
+                   "run-steps per second (runs x steps / s)", logx=True, logy=True, legend_loc="upper left")
+
+
+def _caption(bench: dict, i: int) -> str:
+    """Where and how a benchmark file was measured, for the figure's caption."""
+    command = bench.get("command") or "python benchmarks/sweep.py"
+    versions = bench.get("versions") or {}
+    jax_version = f", jax {versions['jax']}" if versions.get("jax") else ""
+    return f"measured on {_short_device(bench, i)}{jax_version} with: {command}"
