@@ -410,7 +410,7 @@ def main(argv=None) -> int:
               f"{1000 * point['seconds'] / point['runs']:>12.2f}{point['run_steps_per_second']:>13.0f}"
               f"{point['blocks']:>8}{mb(point['program_bytes']):>12}"
               f"{'n/a' if fraction is None else f'{fraction:.0%}':>11}{mb(point['peak_rss_bytes']):>13}")
-    print(f"(memory budget {budget / 2**30:.2f} GiB per device)")
+    print(f"(memory budget {budget / 2**20:.0f} MiB per device)")
     return 0
 
 
