@@ -1,0 +1,89 @@
+"""The benchmark's reference results: the named baseline optimizers, the validation targets and the
+procedure that computes them (``python scripts/bench_baselines.py``; ``docs/bench.md``).
+
+A target is the best validation result that the :data:`TARGET_REFERENCES` reach with a large budget
+(AlgoPerf's procedure, smaller): for each reference, :data:`TARGET_SETTINGS`'s trials, the trial with
+the best final validation metric rerun on its seeds; the target is :func:`lab.bench.targets.set_target`
+of their best validation metrics (the best over references of the median over seeds).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from lab.bench import protocol, targets
+from lab.bench.protocol import Settings
+from lab.bench.summaries import BASELINES_DIR
+from lab.bench.workloads import WORKLOADS, Workload
+from lab.sweep import run_sweep, store
+
+__all__ = ["BASELINES", "QUICK_TARGETS_JSON", "TARGET_REFERENCES", "TARGET_SETTINGS", "compute_targets",
+           "load_targets", "save_quick_targets"]
+
+# The committed baselines: the catalogue's six classic optimizers and four newer ones.
+BASELINES = ("sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad", "nadam", "lion", "schedule_free_adamw",
+             "adafactor")
+TARGET_REFERENCES = ("momentum", "adam", "nadam", "lion")
+TARGET_SETTINGS = Settings(budget=50, seeds=5, search_seed=1)  # not the benchmark's trials (search_seed)
+# The quick variants' targets (lab bench --quick), set by the same procedure at a small budget.
+QUICK_TARGETS_JSON = os.path.join(BASELINES_DIR, "targets_quick.json")
+
+
+def load_targets(workloads: list[Workload]) -> dict[str, float]:
+    """Workload name -> validation target: the committed targets (:mod:`lab.bench.targets`) of the full
+    workloads, and of their quick variants from :data:`QUICK_TARGETS_JSON`. One line (``ValueError``)
+    for a target whose workload changed since it was set."""
+    quick = {w.quick().name: w.quick() for w in WORKLOADS.values()}
+    found = targets.load_targets(workloads=WORKLOADS) | targets.load_targets(QUICK_TARGETS_JSON, quick)
+    return {w.name: found[w.name] for w in workloads if w.name in found}
+
+
+def save_quick_targets(entries: dict[str, dict]) -> None:
+    """Add (or replace) quick variants' entries (:func:`lab.bench.targets.target_entry`) in
+    :data:`QUICK_TARGETS_JSON`."""
+    old = {}
+    if os.path.isfile(QUICK_TARGETS_JSON):
+        with open(QUICK_TARGETS_JSON, encoding="utf-8") as f:
+            old = json.load(f)["targets"]
+    os.makedirs(BASELINES_DIR, exist_ok=True)
+    store.save_json(QUICK_TARGETS_JSON, {"format": 1, "targets": dict(sorted((old | entries).items()))})
+
+
+def compute_targets(workloads: list[Workload], *, references: tuple[str, ...] = TARGET_REFERENCES,
+                    settings: Settings = TARGET_SETTINGS, slack: float = 0.0, store_dir: str | None = None,
+                    quiet: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, dict]:
+    """Each workload's validation target by the documented procedure (module docstring); ``slack``
+    moves it back toward the metric at initialization by that fraction (0: AlgoPerf's).
+
+    Returns:
+        name -> :func:`lab.bench.targets.target_entry` (JSON-ready).
+    """
+    found = {}
+    for workload in workloads:
+        best, initial = {}, []
+        for name in references:
+            spec = protocol.resolve(name)
+            trials = protocol.draw(protocol.search_space(spec), settings)
+            finals = np.full(len(trials), np.nan)
+            for config, indices in protocol.trial_sweeps(spec, workload, trials):
+                result = run_sweep(config, store_dir=store_dir, quiet=quiet)
+                finals[indices] = workload.validation_curves(result)[:, -1]
+                if progress is not None:
+                    progress(config.runs * config.steps)
+            chosen = protocol.select(np.full(len(trials), np.inf), finals, workload.higher_is_better)
+            config = protocol.winner_sweep(spec, workload, trials[chosen], settings.seeds)
+            result = run_sweep(config, store_dir=store_dir, quiet=quiet)
+            best[name] = targets.best_validation(workload, result)
+            initial.extend(workload.validation_curves(result)[:, 0])
+            if progress is not None:
+                progress(config.runs * config.steps)
+        target = targets.set_target(best, workload.metric, float(np.median(initial)), slack)
+        found[workload.name] = targets.target_entry(
+            workload, target, list(references), settings.budget, settings.seeds, slack,
+            datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"))
+    return found
