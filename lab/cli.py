@@ -1,11 +1,11 @@
 """The ``lab`` command line: a thin dispatcher over the library.
 
 Each group of subcommands lives in its own module (:mod:`lab.cli_verify`,
-:mod:`lab.cli_experiments`, :mod:`lab.cli_sweep`) with ``add_parsers(subparsers, positive_int)``,
-which sets each parser's handler; a handler returns the exit status. Bad input raises
-:class:`lab.errors.LabError` (or ``ValueError``/``TypeError`` from a validating constructor); the
-dispatcher prints it as one line on stderr and exits with status 2. Set ``LAB_DEBUG=1`` to see the
-traceback instead.
+:mod:`lab.cli_experiments`, :mod:`lab.cli_sweep`, :mod:`lab.cli_bench`) with
+``add_parsers(subparsers, positive_int)``, which sets each parser's handler; a handler returns the
+exit status. Bad input raises :class:`lab.errors.LabError` (or ``ValueError``/``TypeError`` from a
+validating constructor); the dispatcher prints it as one line on stderr and exits with status 2.
+Set ``LAB_DEBUG=1`` to see the traceback instead.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from lab import __version__, cli_experiments, cli_sweep, cli_verify
+from lab import __version__, cli_bench, cli_experiments, cli_sweep, cli_verify
 from lab.errors import LabError
 
 __all__ = ["LabError", "build_parser", "main"]
@@ -31,6 +31,7 @@ Typical use:
   lab figures [--quick]         run (or reuse) every experiment and regenerate figures/
   lab sweep FILE.toml           run a sweep described in a TOML file (docs/sweep_files.md)
   lab export DIR --csv          write a saved sweep's results as CSV, one row per run and evaluation
+  lab bench [--candidate M:F]   benchmark optimizers on the workloads: steps to a validation target
 """
 
 
@@ -76,14 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="PRNG seed for init and batches (default 0)")
     demo.set_defaults(handler=_cmd_demo)
 
-    for module in (cli_verify, cli_experiments, cli_sweep):
+    for module in (cli_verify, cli_experiments, cli_sweep, cli_bench):
         module.add_parsers(sub, positive_int=_positive_int)
     for name in LONG_RUNNING:
         _add_job_options(sub.choices[name])
     return parser
 
 
-LONG_RUNNING = ("run", "figures", "sweep")  # the commands that train, and so may span processes
+LONG_RUNNING = ("run", "figures", "sweep", "bench")  # the commands that train, and so may span processes
 
 
 def _add_job_options(parser: argparse.ArgumentParser) -> None:
