@@ -1,0 +1,94 @@
+"""Compute the benchmark's validation targets and its committed baselines (docs/bench.md).
+
+    python scripts/bench_baselines.py --targets          # targets of every workload (large budget)
+    python scripts/bench_baselines.py                    # baselines: lab.bench.baselines.BASELINES
+    python scripts/bench_baselines.py --quick --targets  # the quick variants (minutes; for tests)
+
+Targets go to lab/bench/targets.json (the quick variants': lab/bench/baselines/targets_quick.json),
+summaries to lab/bench/baselines/<workload>/. Every finished sweep and summary is saved as it is done,
+so a stopped run resumes where it stopped (sweeps under --work, default results/bench-baselines).
+Prints the total time at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lab.bench import baselines, suite, targets  # noqa: E402
+from lab.bench.protocol import Settings  # noqa: E402
+from lab.bench.workloads import WORKLOADS  # noqa: E402
+
+QUICK_TARGET_SETTINGS = Settings(budget=4, seeds=2, search_seed=1)
+QUICK_REFERENCES = ("momentum", "adam")
+QUICK_SLACK = 0.25  # a quarter of the way back to the initial metric: reachable by a 3-trial search
+
+
+def _committed() -> dict:
+    """The entries of the committed targets file, as they are."""
+    if not os.path.isfile(targets.TARGETS_JSON):
+        return {}
+    with open(targets.TARGETS_JSON, encoding="utf-8") as f:
+        return json.load(f)["targets"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", action="store_true", help="compute the targets (else the baselines)")
+    parser.add_argument("--quick", action="store_true", help="the workloads' quick variants, small budgets")
+    parser.add_argument("--optimizers", default=",".join(baselines.BASELINES), help="comma-separated")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated")
+    parser.add_argument("--references", default=None, help="the targets' reference optimizers "
+                        "(default momentum,adam,nadam,lion; --quick momentum,adam)")
+    parser.add_argument("--budget", type=int, default=None, help="trials (default 20; --quick 3)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds (default 3; --quick 2)")
+    parser.add_argument("--recompute", action="store_true", help="recompute stale summaries")
+    parser.add_argument("--work", default=os.path.join("results", "bench-baselines"),
+                        help="where sweeps and summaries in progress are kept")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    workloads = [WORKLOADS[n].quick() if args.quick else WORKLOADS[n] for n in args.workloads.split(",")]
+    if args.targets:
+        settings = QUICK_TARGET_SETTINGS if args.quick else baselines.TARGET_SETTINGS
+        references = tuple(args.references.split(",")) if args.references else \
+            (QUICK_REFERENCES if args.quick else baselines.TARGET_REFERENCES)
+        have = baselines.load_targets(workloads)
+        for workload in workloads:  # one at a time: each is saved when done
+            if workload.name in have:
+                print(f"{workload.name}: target {have[workload.name]:g} (stored)", flush=True)
+                continue
+            found = baselines.compute_targets([workload], references=references, settings=settings,
+                                              slack=QUICK_SLACK if args.quick else 0.0,
+                                              store_dir=os.path.join(args.work, "sweeps"))
+            if args.quick:
+                baselines.save_quick_targets(found)
+            else:
+                targets.save_targets(dict(_committed()) | found)
+            print(f"{workload.name}: target {found[workload.name]['target']:g} "
+                  f"({time.perf_counter() - start:.0f} s so far)", flush=True)
+    else:
+        settings = Settings(budget=args.budget or (3 if args.quick else 20),
+                            seeds=args.seeds or (2 if args.quick else 3))
+        cells = suite.plan(args.optimizers.split(","), workloads, settings, baselines.load_targets(workloads),
+                           out=args.work, recompute=args.recompute)
+        for cell in cells:
+            if cell.summary is not None:
+                continue
+            suite.run([cell], settings, out=args.work)
+            rel = os.path.relpath(cell.path, os.path.join(args.work, "summaries"))
+            os.makedirs(os.path.dirname(os.path.join(baselines.BASELINES_DIR, rel)), exist_ok=True)
+            shutil.copyfile(cell.path, os.path.join(baselines.BASELINES_DIR, rel))
+            print(f"{cell.optimizer} on {cell.workload.name}: done "
+                  f"({time.perf_counter() - start:.0f} s so far)", flush=True)
+    print(f"total time {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
