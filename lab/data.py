@@ -4,7 +4,9 @@
   a stratified 80/20 train/test split drawn from an explicit key.
 - :func:`two_moons`, :func:`circles`: 2D binary classification with Gaussian noise.
 - :func:`linear_regression_task`: ``y = x @ w_true + b_true + noise`` with known weights.
-- :func:`read_npz`: your own data from a NumPy ``.npz`` file, checked array by array.
+- :func:`read_npz`: your own data from a NumPy ``.npz`` file, checked array by array;
+  :func:`as_dataset` checks and casts the four arrays a user's data function returns.
+- :func:`validation_split`: a stratified part of the training set held out for choosing.
 - :data:`TEST_FUNCTIONS`: 2D :class:`Surface` s with known minima for trajectory pictures.
 - :func:`batch_indices`: the indices of step ``t``'s batch, computed inside ``jit``.
 
@@ -126,6 +128,41 @@ def linear_regression_task(key: Array, n_train: int = 200, n_test: int = 200, d:
 # ----------------------------------------------------------------------------- your own data
 
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+VALIDATION_FRACTION = 0.2
+
+
+def validation_split(data: Dataset, seed: int, fraction: float = VALIDATION_FRACTION) -> Dataset:
+    """Split the training set into ``(train, validation)``, returned as ``Dataset(x_tr, y_tr, x_va, y_va)``.
+
+    Stratified for class labels: in each class, the ``round(fraction * n_class)`` examples with the
+    smallest uniform draws (from ``fold_in(key(seed), 1)``) are held out; regression targets are one
+    class. Deterministic, and the held-out examples never overlap the training ones.
+    """
+    x, y = np.asarray(data.x_train), np.asarray(data.y_train)
+    u = np.asarray(jax.random.uniform(jax.random.fold_in(jax.random.key(seed), 1), (x.shape[0],)))
+    classes = y if y.ndim == 1 else np.zeros(x.shape[0], np.int32)
+    held = np.zeros(x.shape[0], bool)
+    for c in np.unique(classes):
+        idx = np.flatnonzero(classes == c)
+        held[idx[np.argsort(u[idx], kind="stable")[: int(round(fraction * idx.size))]]] = True
+    return Dataset(jnp.asarray(x[~held]), jnp.asarray(y[~held]), jnp.asarray(x[held]), jnp.asarray(y[held]))
+
+
+def as_dataset(where: str, x_tr, y_tr, x_te, y_te) -> Dataset:
+    """Four arrays (from a user's data function) checked and cast as :func:`read_npz` casts a file's:
+    x float32, integer labels int32, float targets (n, k) float32; a one-line ``ValueError`` starting
+    with ``where`` otherwise."""
+    labels = y_tr.dtype.kind in "iu"  # else float regression targets
+    for x, y in ((x_tr, y_tr), (x_te, y_te)):
+        if not (x.dtype.kind in "iuf" and x.ndim >= 2 and x.size and x.shape[1:] == x_tr.shape[1:]
+                and y.shape[:1] == x.shape[:1] and np.isfinite(x).all() and np.isfinite(y).all()
+                and (y.ndim == 1 and y.dtype.kind in "iu" and y.min() >= 0 if labels else
+                     y.dtype.kind == "f" and y.ndim <= 2 and y.shape[1:] == y_tr.shape[1:])):
+            raise ValueError(f"{where} gave x {x.dtype}{x.shape}, y {y.dtype}{y.shape}; expected finite "
+                             f"x (n, features...), y (n,) labels >= 0 or (n, k) floats, as in the other set")
+    ys = [jnp.asarray(y, jnp.int32) if labels else jnp.asarray(y, jnp.float32).reshape(len(y), -1)
+          for y in (y_tr, y_te)]
+    return Dataset(jnp.asarray(x_tr, jnp.float32), ys[0], jnp.asarray(x_te, jnp.float32), ys[1])
 
 
 def read_npz(path: str) -> tuple[str, Dataset]:

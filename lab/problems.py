@@ -24,7 +24,16 @@ import lab.data
 import lab.mnist1d
 from lab import specs
 from lab.activations import ACTIVATIONS
-from lab.data import Dataset, circles, digits, linear_regression_task, read_npz, two_moons
+from lab.data import (
+    Dataset,
+    as_dataset,
+    circles,
+    digits,
+    linear_regression_task,
+    read_npz,
+    two_moons,
+    validation_split,
+)
 from lab.initializers import get_initializer
 from lab.losses import accuracy, get_loss
 from lab.models import MODELS, Model
@@ -36,7 +45,6 @@ DATASETS = ("digits", "moons", "circles", "linreg", "mnist1d")  # and "npz:PATH"
 CLASSIFICATION_LOSSES = ("cross_entropy", "mse_classification")
 _CLASSES = {"digits": 10, "moons": 2, "circles": 2, "mnist1d": 10}
 _SPREAD_KWARG = {"normal": "std", "uniform": "scale"}  # the initializers that take init_std
-VALIDATION_FRACTION = 0.2
 _GENERATED_DEFAULTS = {"moons": (200, 0.2), "circles": (200, 0.1), "linreg": (200, 0.1)}  # n_train, noise
 _DEFAULT_SEEDS = {"mnist1d": lab.mnist1d.DEFAULT_SEED}  # others: 0
 # The Problem fields a built-in model takes (the others must keep their defaults); its other
@@ -66,7 +74,7 @@ class Problem:
         noise: noise of a generated data set (default 0.2 moons, 0.1 circles, 0.1 linreg).
         init_std: the spread of the ``normal`` (its std, default 0.01) or ``uniform`` (its half-width,
             default 0.05) initializer; the other initializers derive theirs from the fan-in/out.
-        validation: hold out a stratified :data:`VALIDATION_FRACTION` of the training set and use it
+        validation: hold out a stratified :data:`lab.data.VALIDATION_FRACTION` of the training set and use it
             as the evaluation set: a sweep's ``test_*`` metrics are then *validation* metrics, and
             the test set is never seen. For choosing hyperparameters; rerun the choice without it.
         model: ``"mlp"``, ``"linear"``, ``"cnn1d"``, ``"cnn2d"`` (see :data:`lab.models.MODELS`),
@@ -235,17 +243,7 @@ def _function_data(spec: specs.Spec, seed: int, source: str) -> Dataset:
     except Exception as err:  # noqa: BLE001 - the user's function failed, or gave no four arrays
         raise ValueError(f"{where} raised {type(err).__name__}: {' '.join(str(err).split())} "
                          f"(expected a lab.data.Dataset)") from None
-    labels = y_tr.dtype.kind in "iu"  # else float regression targets
-    for x, y in ((x_tr, y_tr), (x_te, y_te)):
-        if not (x.dtype.kind in "iuf" and x.ndim >= 2 and x.size and x.shape[1:] == x_tr.shape[1:]
-                and y.shape[:1] == x.shape[:1] and np.isfinite(x).all() and np.isfinite(y).all()
-                and (y.ndim == 1 and y.dtype.kind in "iu" and y.min() >= 0 if labels else
-                     y.dtype.kind == "f" and y.ndim <= 2 and y.shape[1:] == y_tr.shape[1:])):
-            raise ValueError(f"{where} gave x {x.dtype}{x.shape}, y {y.dtype}{y.shape}; expected finite "
-                             f"x (n, features...), y (n,) labels >= 0 or (n, k) floats, as in the other set")
-    ys = [jnp.asarray(y, jnp.int32) if labels else jnp.asarray(y, jnp.float32).reshape(len(y), -1)
-          for y in (y_tr, y_te)]
-    return Dataset(jnp.asarray(x_tr, jnp.float32), ys[0], jnp.asarray(x_te, jnp.float32), ys[1])
+    return as_dataset(where, x_tr, y_tr, x_te, y_te)
 
 
 def _model_spec(model) -> specs.Spec:
@@ -301,23 +299,6 @@ def load_data(problem: Problem) -> Dataset:
     evaluation set is the test set, or with ``problem.validation`` held-out training data."""
     data = _load_train_test(problem)
     return validation_split(data, problem.seed) if problem.validation else data
-
-
-def validation_split(data: Dataset, seed: int, fraction: float = VALIDATION_FRACTION) -> Dataset:
-    """Split the training set into ``(train, validation)``, returned as ``Dataset(x_tr, y_tr, x_va, y_va)``.
-
-    Stratified for class labels: in each class, the ``round(fraction * n_class)`` examples with the
-    smallest uniform draws (from ``fold_in(key(seed), 1)``) are held out; regression targets are one
-    class. Deterministic, and the held-out examples never overlap the training ones.
-    """
-    x, y = np.asarray(data.x_train), np.asarray(data.y_train)
-    u = np.asarray(jax.random.uniform(jax.random.fold_in(jax.random.key(seed), 1), (x.shape[0],)))
-    classes = y if y.ndim == 1 else np.zeros(x.shape[0], np.int32)
-    held = np.zeros(x.shape[0], bool)
-    for c in np.unique(classes):
-        idx = np.flatnonzero(classes == c)
-        held[idx[np.argsort(u[idx], kind="stable")[: int(round(fraction * idx.size))]]] = True
-    return Dataset(jnp.asarray(x[~held]), jnp.asarray(y[~held]), jnp.asarray(x[held]), jnp.asarray(y[held]))
 
 
 @functools.lru_cache(maxsize=16)

@@ -25,7 +25,7 @@ Array = jax.Array
 
 
 def is_weight(leaf, batch_dims: int = 0) -> bool:
-    """Whether a params leaf is a weight: rank >= 2 once ``batch_dims`` leading axes (a run axis) are set aside."""
+    """Whether a params leaf is a weight: rank >= 2 once ``batch_dims`` leading (run) axes are set aside."""
     return jnp.ndim(leaf) - batch_dims >= 2
 
 

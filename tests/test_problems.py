@@ -16,9 +16,9 @@ import pytest
 import lab.models
 import lab.sweep
 from lab import mnist1d, specs
+from lab.data import VALIDATION_FRACTION
 from lab.models import init_cnn, init_mlp
 from lab.problems import (
-    VALIDATION_FRACTION,
     Problem,
     check_model,
     init_params,
