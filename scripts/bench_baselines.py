@@ -58,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = QUICK_TARGET_SETTINGS if args.quick else baselines.TARGET_SETTINGS
         references = tuple(args.references.split(",")) if args.references else \
             (QUICK_REFERENCES if args.quick else baselines.TARGET_REFERENCES)
-        have = baselines.load_targets(workloads)
         for workload in workloads:  # one at a time: each is saved when done
+            try:
+                have = baselines.load_targets([workload])
+            except ValueError as err:  # set for an earlier version of the workload: set it again
+                print(f"{workload.name}: {err}", flush=True)
+                have = {}
             if workload.name in have:
                 print(f"{workload.name}: target {have[workload.name]:g} (stored)", flush=True)
                 continue

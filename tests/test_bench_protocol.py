@@ -39,7 +39,9 @@ def test_one_sweep_per_static_choice():
                           "schedule": ["constant", "warmup_cosine"],
                           "schedule.warmup_steps": {"low": 0, "high": 4, "scale": "linear"}})
     trials = protocol.draw(space, Settings(budget=6))
-    assert all(t["schedule.warmup_steps"] == round(t["schedule.warmup_steps"]) for t in trials)
+    for t in trials:  # whole steps, and none for a constant schedule
+        warmup = t.get("schedule.warmup_steps")
+        assert warmup is None if t["schedule"] == "constant" else warmup == round(warmup)
     sweeps = protocol.trial_sweeps("sgd", WORKLOAD, trials)
     assert sorted(c.schedule for c, _ in sweeps) == ["constant", "warmup_cosine"]
     assert sorted(i for _, idx in sweeps for i in idx) == list(range(6))
@@ -181,3 +183,18 @@ def test_edited_optimizer_or_workload_is_stale(tmp_path, monkeypatch):
 def test_no_target_is_one_line():
     with pytest.raises(ValueError, match="workload digits_softmax_quick has no validation target"):
         suite.plan(["sgd"], [WORKLOADS["digits_softmax"].quick()], SETTINGS, {}, out="unused", baselines=None)
+
+
+def test_quick_targets_tied_to_the_workload(tmp_path, monkeypatch):
+    from lab.bench import baselines, targets
+
+    quick = WORKLOADS["digits_softmax"].quick()
+    path = str(tmp_path / "targets_quick.json")
+    monkeypatch.setattr(baselines, "QUICK_TARGETS_JSON", path)
+    assert baselines.load_targets([quick]) == {}
+    entry = targets.target_entry(quick, 0.5, ["adam"], 4, 2, 0.25, "2026-01-01")
+    baselines.save_quick_targets({quick.name: entry})
+    assert baselines.load_targets([quick]) == {quick.name: 0.5}
+    other = dataclasses.replace(quick, steps=quick.steps + 1)  # same name, another workload
+    with pytest.raises(ValueError, match="digits_softmax_quick: the target was set for workload identity"):
+        baselines.load_targets([other])

@@ -35,11 +35,22 @@ QUICK_TARGETS_JSON = os.path.join(BASELINES_DIR, "targets_quick.json")
 
 
 def load_targets(workloads: list[Workload]) -> dict[str, float]:
-    """Workload name -> validation target: the committed targets (:mod:`lab.bench.targets`) of the full
-    workloads, and of their quick variants from :data:`QUICK_TARGETS_JSON`. One line (``ValueError``)
-    for a target whose workload changed since it was set."""
-    quick = {w.quick().name: w.quick() for w in WORKLOADS.values()}
-    found = targets.load_targets(workloads=WORKLOADS) | targets.load_targets(QUICK_TARGETS_JSON, quick)
+    """Workload name -> validation target of each of ``workloads`` that has one: the committed targets
+    (:func:`lab.bench.targets.load_targets`) of the full workloads, and the quick variants' from
+    :data:`QUICK_TARGETS_JSON`. One line (``ValueError``) for a target whose workload changed since."""
+    found = targets.load_targets() if any(w.name in WORKLOADS for w in workloads) else {}
+    quick = [w for w in workloads if w.name not in WORKLOADS]
+    if quick and os.path.isfile(QUICK_TARGETS_JSON):
+        with open(QUICK_TARGETS_JSON, encoding="utf-8") as f:
+            entries = json.load(f)["targets"]
+        for w in quick:
+            entry = entries.get(w.name)
+            if entry is not None and entry["workload_identity"] != w.identity():
+                raise ValueError(f"{QUICK_TARGETS_JSON}: {w.name}: the target was set for workload identity "
+                                 f"{entry['workload_identity']}, it is now {w.identity()}; set it again "
+                                 f"(python scripts/bench_baselines.py --quick --targets)")
+            if entry is not None:
+                found[w.name] = float(entry["target"])
     return {w.name: found[w.name] for w in workloads if w.name in found}
 
 

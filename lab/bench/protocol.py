@@ -82,10 +82,14 @@ _STEP_COUNTS = {p.name for params in schedules.SCHEDULES.values() for p in param
 
 def draw(space: tuple, settings: Settings) -> list[dict]:
     """The tuning trials: ``settings.budget`` quasi-random points of ``space``
-    (:func:`lab.bench.search.sample`), schedule lengths in steps rounded to whole steps."""
-    trials = search.sample(space, settings.budget, settings.search_seed)
-    return [{k: float(round(v)) if k in _STEP_COUNTS and _numeric(v) else v for k, v in t.items()}
-            for t in trials]
+    (:func:`lab.bench.search.sample`), schedule lengths in steps rounded to whole steps; a trial
+    with a constant schedule drops the drawn ``schedule.*`` numbers (it has no use for them)."""
+    trials = []
+    for t in search.sample(space, settings.budget, settings.search_seed):
+        constant = t.get("schedule") == "constant"
+        trials.append({k: float(round(v)) if k in _STEP_COUNTS and _numeric(v) else v for k, v in t.items()
+                       if not (constant and k.startswith("schedule."))})
+    return trials
 
 
 def _numeric(value) -> bool:
@@ -101,8 +105,6 @@ def _sweep(workload: Workload, optimizer, static: tuple, points: list[dict], see
            name: str) -> SweepConfig:
     fixed = {k: v for k, v in static if k != "schedule"}
     schedule = dict(static).get("schedule", "constant")
-    if schedule == "constant":  # a constant schedule takes no schedule.* numbers: drop the drawn ones
-        points = [{k: v for k, v in p.items() if not k.startswith("schedule.")} for p in points]
     return SweepConfig.make(workload.problem, optimizer, points=points, fixed=fixed, seeds=seeds,
                             steps=workload.steps, batch_size=workload.batch_size,
                             eval_every=workload.eval_every, schedule=schedule, name=name)
