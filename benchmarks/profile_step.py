@@ -24,6 +24,7 @@ comes and goes affects them alike. ``--try`` adds the candidate changes measured
     python benchmarks/profile_step.py                      # 128 runs x 500 steps, 5 repeats
     python benchmarks/profile_step.py --runs 32 --steps 100 --repeats 2   # a smoke run
     python benchmarks/profile_step.py --json --out profile.json
+    python benchmarks/profile_step.py --only "evaluation;bare"  # some variants (and lab, full, matmul)
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class Parts:
     divergence: bool = True
     evaluation: bool = True
     # Candidate changes (off in the engine's step):
-    finite: str = "isfinite"  # new params finite by all(isfinite) per leaf; "max_abs": isfinite(max |leaf|)
-    # (the same answer: a max over NaN is NaN), "update_norm": isfinite of the updates' global norm
+    finite: str = "isfinite"  # how new params are checked: see all_finite; "update_norm": isfinite of the
+    # updates' global norm instead (not quite the same: params + updates may still overflow)
     slice_first: bool = False  # slice the step's batch of each seed's permutation, then pick the run's seed
     seed_major: bool = False  # runs of one seed share their batch: vmap over seeds, then runs (x unbatched)
 
@@ -85,14 +86,28 @@ REMOVED = {
 }
 BARE = Parts(gather=False, loss="square", adam=False, divergence=False, evaluation=False)
 TRIED = {
-    "finiteness by max |leaf| (same answer)": Parts(finite="max_abs"),
+    "finiteness by sum(leaf * 0) (same answer)": Parts(finite="sum_zero"),
     "finiteness of the updates' norm": Parts(finite="update_norm"),
     "batch sliced per seed, then picked per run": Parts(slice_first=True),
     "seed-major: a batch per seed, runs of a seed in one product": Parts(seed_major=True),
     "label picked by a one-hot product (no gather/scatter)": Parts(loss="one_hot"),
-    "max |leaf| + batch sliced first + one-hot label": Parts(finite="max_abs", slice_first=True,
-                                                             loss="one_hot"),
+    "both changes that keep the answer (sum(leaf * 0), batch sliced first)": Parts(finite="sum_zero",
+                                                                                  slice_first=True),
+    "sum(leaf * 0) + batch sliced first + one-hot label": Parts(finite="sum_zero", slice_first=True,
+                                                                loss="one_hot"),
 }
+
+
+def all_finite(tree, how: str = "isfinite") -> jax.Array:
+    """Whether every entry of ``tree`` is finite: ``all(isfinite(leaf))`` for every leaf (the engine's
+    check), or ``"sum_zero"``: ``isfinite(sum(leaf * 0))``, the same answer (``0 * x`` is 0 for a
+    finite ``x`` and NaN for inf or NaN, and a sum propagates NaN) from one float reduction per leaf.
+    (A max does not do: XLA's CPU reductions can drop a NaN from ``max``.)"""
+    if how == "sum_zero":
+        leaves = [jnp.isfinite(jnp.sum(x * 0)) for x in jax.tree.leaves(tree)]
+    else:
+        leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves))
 
 
 def make_chunk(parts: Parts, runs: int, seeds: int, steps: int, chunk_steps: int):
@@ -153,14 +168,10 @@ def make_chunk(parts: Parts, runs: int, seeds: int, steps: int, chunk_steps: int
         if not parts.divergence:
             return program.RunState(new_params, new_opt_state, diverged_step), loss
         active = (t < steps) & (diverged_step < 0)
-        if parts.finite == "update_norm":  # not quite the same: params + updates may still overflow
+        if parts.finite == "update_norm":
             finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(updates))
-        elif parts.finite == "max_abs":  # XLA's max propagates NaN, and |inf| = inf
-            leaves = [jnp.isfinite(jnp.max(jnp.abs(p))) for p in jax.tree.leaves(new_params)]
-            finite = jnp.isfinite(loss) & jnp.all(jnp.stack(leaves))
         else:
-            leaves = [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(new_params)]
-            finite = jnp.isfinite(loss) & jnp.all(jnp.stack(leaves))
+            finite = jnp.isfinite(loss) & all_finite(new_params, parts.finite)
         ok = active & finite
         params = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_params, params)
         diverged_step = jnp.where(active & ~finite, t, diverged_step)
@@ -279,12 +290,16 @@ def run_matmul(runs: int, steps: int):
     return lambda: jax.block_until_ready(fn((x, w1, w2)))
 
 
-def profile(runs: int, steps: int, repeats: int, seeds: int = 4, tried: bool = False, log=print) -> dict:
-    """Seconds (minimum over ``repeats`` round-robin calls) of every variant, and each part's share."""
+def profile(runs: int, steps: int, repeats: int, seeds: int = 4, tried: bool = False, only=None,
+            log=print) -> dict:
+    """Seconds (minimum over ``repeats`` round-robin calls) of every variant (``only``: of these,
+    beside ``lab``, ``full`` and ``matmul``), and each part's share."""
     chunk_steps = program.default_chunk_steps(steps)
     variants = {"lab": None, "full": FULL, **REMOVED, "bare": BARE, "matmul": None}
     if tried:
         variants.update(TRIED)
+    if only is not None:
+        variants = {k: v for k, v in variants.items() if k in ("lab", "full", "matmul") or k in only}
     fns = {}
     for name, parts in variants.items():
         if name == "lab":
@@ -311,7 +326,7 @@ def profile(runs: int, steps: int, repeats: int, seeds: int = 4, tried: bool = F
         return {"seconds": {k: round(v, 4) for k, v in t.items()},
                 "share_of_full_step": {k: round((full - t[k]) / full, 4)
                                        for k in (*REMOVED, *TRIED) if k in t},
-                "bare_share": round(t["bare"] / full, 4),
+                "bare_share": round(t["bare"] / full, 4) if "bare" in t else None,
                 "matmul_rate_fraction": {k: round(t["matmul"] / v, 4) for k, v in t.items()}}
 
     return {"runs": runs, "steps": steps, "seeds": seeds, "chunk_steps": chunk_steps, "repeats": repeats,
@@ -325,6 +340,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5, help="round-robin repeats; the minimum counts")
     parser.add_argument("--try", dest="tried", action="store_true", help="also time the candidate changes")
+    parser.add_argument("--only", help="variants to time, separated by ';' (beside lab, full and matmul)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--out", help="also save the JSON object to this file")
     args = parser.parse_args(argv)
@@ -333,7 +349,11 @@ def main(argv=None) -> int:
                      f"got {args.runs}, {args.steps}, {args.repeats}")
     compile_cache.configure("off")
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
-    report = profile(args.runs, args.steps, args.repeats, tried=args.tried, log=log)
+    names = [*REMOVED, "bare", *TRIED]
+    only = None if args.only is None else [v.strip() for v in args.only.split(";")]
+    if only is not None and set(only) - set(names):
+        parser.error(f"--only: unknown variant(s) {sorted(set(only) - set(names))}; valid: {names}")
+    report = profile(args.runs, args.steps, args.repeats, tried=args.tried or bool(only), only=only, log=log)
     report["device"] = bench.device_description()
     args_used = sys.argv[1:] if argv is None else argv
     report["command"] = "python benchmarks/profile_step.py " + " ".join(args_used)
