@@ -90,7 +90,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     result = suite.scores(cells, done)
     if args.json:
         print(json.dumps({"settings": {"budget": settings.budget, "seeds": settings.seeds,
-                                       "quick": args.quick}, "optimizers": result}, sort_keys=True))
+                                       "quick": args.quick}, "optimizers": result}))
     else:
         _print_table(result, len(cells) - sum(c.summary is None for c in cells))
     return 0

@@ -108,11 +108,11 @@ def test_stored_summaries_are_reused_and_scored(bench):
     assert result["adam"]["rank"] == result["optax:adam"]["rank"] == 1.5
 
 
-def test_selection_planted_and_test_metric_kept_out(tmp_path, monkeypatch):
-    """Planted trials: SGD at 1e-6 and 0.5; only 0.5 learns in 8 steps. The test metric is a spy:
-    called once, on the selected trial's seeds only, after selection. (Budget 2 and 2 seeds, as in
-    tests/test_cli_bench.py, so that both compile the same SGD programs.)"""
-    planted = [{"learning_rate": 1e-6}, {"learning_rate": 0.5}]
+def test_selection_planted_and_test_metric_kept_out(monkeypatch):
+    """Planted trials: Adam at learning rates 1e-6, 0.05 and 1e-5; only 0.05 learns in 8 steps. The
+    test metric is a spy: called once, on the selected trial's seeds only, after selection. (Adam's
+    names, budget and seeds as in the fixture, so that the compiled programs are shared.)"""
+    planted = [{"learning_rate": lr, "b1": 0.9, "b2": 0.999, "eps": 1e-8} for lr in (1e-6, 0.05, 1e-5)]
     monkeypatch.setattr(protocol, "draw", lambda space, settings: planted[:settings.budget])
     calls = []
 
@@ -123,11 +123,11 @@ def test_selection_planted_and_test_metric_kept_out(tmp_path, monkeypatch):
 
     monkeypatch.setattr(protocol, "test_metric", spy)
     workload = dataclasses.replace(WORKLOAD, target=1.01)  # unreachable: selection by final validation
-    summary = protocol.evaluate("sgd", workload, Settings(budget=2, seeds=2), target=1.01, store_dir=None)
+    summary = protocol.evaluate("adam", workload, SETTINGS, target=1.01, store_dir=None)
     finals = [t["final_validation"] for t in summary["trials"]]
     assert summary["selected_trial"] == 1 == int(np.argmax(finals))
-    assert summary["best_hyperparameters"] == {"learning_rate": 0.5}
-    assert calls == [2]
+    assert summary["best_hyperparameters"] == planted[1]
+    assert calls == [SETTINGS.seeds]
     assert summary["test"]["per_seed"] == [0.0, 1.0]
     assert summary["fraction_trials_reaching"] == 0.0 and summary["median_steps_to_target"] is None
 
