@@ -2,7 +2,8 @@
 
 Everything is checked before anything runs (optimizers, candidate, search space, workloads, targets,
 stored summaries); summaries go to ``--out`` (default ``results/bench``) and are reused, as are the
-committed baselines. The protocol and its output: ``docs/bench.md``.
+committed baselines; the figures, drawn from the summaries, go to ``--out``/figures. The protocol and
+its output: ``docs/bench.md``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import math
 import os
 import sys
+import time
 
 from lab.errors import check_writable
 
@@ -93,7 +95,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                        "quick": args.quick}, "optimizers": result}))
     else:
         _print_table(result, len(cells) - sum(c.summary is None for c in cells))
+    if not args.no_figures:
+        _draw(cells, done, args.out)
     return 0
+
+
+def _draw(cells, done: list[dict], out: str) -> None:
+    """Draw the bench's figures from its summaries into ``out/figures``; their paths on stderr (stdout
+    holds the table or the JSON)."""
+    import jax
+
+    from lab.bench import figures
+
+    if jax.process_index() != 0:  # in a multi-process job, one process draws
+        return
+    start = time.perf_counter()
+    named = [{**s, "optimizer": str(c.optimizer), "workload": c.workload.name}  # as the table names them
+             for c, s in zip(cells, done, strict=True)]
+    paths = figures.save(figures.draw(named, steps={c.workload.name: c.workload.steps for c in cells}), out)
+    print(f"figures ({time.perf_counter() - start:.1f} s): {', '.join(paths)}", file=sys.stderr)
 
 
 def _steps(v) -> str:
@@ -145,4 +165,7 @@ def add_parsers(subparsers, positive_int) -> None:
     bench.add_argument("--recompute", action="store_true",
                        help="recompute summaries whose optimizer or workload changed since (else refused)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.add_argument("--no-figures", action="store_true",
+                       help="skip the figures (else drawn into OUT/figures: performance profiles, steps to "
+                            "target over seeds, expected best result of k trials)")
     bench.set_defaults(handler=_cmd_bench)
