@@ -22,7 +22,7 @@ def targets(monkeypatch):
 def test_json_then_table_from_stored(tmp_path, capsys):
     out = str(tmp_path / "bench")
     args = ["bench", "--candidate", "optax:sgd", "--optimizers", "adam", *QUICK, "--out", out]
-    assert cli.main([*args, "--json"]) == 0
+    assert cli.main([*args, "--json", "--no-figures"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["settings"] == {"budget": 3, "seeds": 2, "quick": True}
     assert list(result["optimizers"]) == ["optax:sgd", "adam"]  # the candidate under its spec
@@ -37,7 +37,7 @@ def test_json_then_table_from_stored(tmp_path, capsys):
         assert 0 <= cell["fraction_trials_reaching"] <= 1 and cell["target"] == 0.3
         assert cell["metric"] == "accuracy" and set(cell["best_hyperparameters"]) == names[name]
         assert cell["step_seconds"] > 0
-    assert cli.main([*args, "--quiet"]) == 0
+    assert cli.main([*args, "--quiet", "--no-figures"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:3] == ["optimizer", "score", "rank"] and "digits_softmax_quick" in table[0]
     assert {table[2].split()[0], table[3].split()[0]} == {"optax:sgd", "adam"}

@@ -227,3 +227,13 @@ def test_results_of_a_users_optimizer_load_in_a_fresh_process_without_its_module
                            timeout=600, cwd=str(tmp_path))
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == ["lab_test_saved_opt:my_sgd", result.config.hash()]
+
+
+def test_saved_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    path = tmp_path / "x.bin"
+    old = os.umask(0o022)
+    try:
+        store.atomic_write(str(path), lambda f: f.write(b"abc"))
+    finally:
+        os.umask(old)
+    assert path.read_bytes() == b"abc" and (path.stat().st_mode & 0o777) == 0o644

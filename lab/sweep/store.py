@@ -184,12 +184,19 @@ def atomic_write_all(writes: Mapping[str, Callable[[IO[bytes]], None]]) -> None:
                 os.unlink(name)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_temp(path: str, write: Callable[[IO[bytes]], None]) -> str:
     """``write`` into a new temporary file beside ``path`` (``<name>.<random>.tmp``); its name."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; a saved file gets the usual mode
         with os.fdopen(fd, "wb") as f:
             write(f)
     except BaseException:
