@@ -16,8 +16,9 @@ since each run is independent and costs the same; the output says so. It also ti
 the program from JAX's persistent compile cache (what a second process pays), and the sweep with its
 results store, checkpointed every 30 s and after every chunk. Then the lab alone is timed for 1, 4,
 16, ..., 4096 runs: the throughput curve, in run-steps per second; counts whose program exceeds the
-memory budget (``--memory-budget``, default :func:`lab.memory.budget_bytes`) run in blocks. The
-table is printed last.
+memory budget (``--memory-budget``, default :func:`lab.memory.budget_bytes`) run in blocks, and
+each point records its blocks, XLA's count of their program against the budget and the process's
+peak resident memory. The table is printed last.
 
     python benchmarks/sweep.py                         # full benchmark (about 15 minutes on 2 CPU cores)
     python benchmarks/sweep.py --quick                 # smoke run: 50 steps, 3 scaling points
