@@ -121,7 +121,10 @@ def _tree_where(cond: Array, a, b):
 
 
 def _all_finite(tree) -> Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    # isfinite(sum(x * 0)): 0 * x is 0 for a finite x and NaN for inf or NaN, and a sum keeps a NaN,
+    # so this is all(isfinite(x)) in one float reduction per leaf instead of a bool array reduced
+    # in two passes. (A max would not do: XLA's CPU reductions can drop a NaN from a max.)
+    leaves = [jnp.isfinite(jnp.sum(x * 0)) for x in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
@@ -185,13 +188,12 @@ def build_program(config: ProgramKey, chunk_steps: int) -> Program:
         epochs = first_epoch + jnp.arange(epochs_per_chunk, dtype=jnp.int32)
         return jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(k_batch, e), n))(epochs)
 
-    def step_run(state: RunState, perms, seed, t, first_epoch, hp, data):
+    def step_run(state: RunState, batches, seed, t, hp, data):
         params, opt_state, diverged_step = state
         if full_batch:
             x, y = data.x_train, data.y_train
         else:  # exactly lab.data.batch_indices(k_batch, t, n, batch)
-            perm = perms[seed, t // steps_per_epoch - first_epoch]
-            idx = jax.lax.dynamic_slice(perm, ((t % steps_per_epoch) * batch,), (batch,))
+            idx = batches[seed]
             x, y = data.x_train[idx], data.y_train[idx]
         (objective_value, loss), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y, hp)
         if clipped:
@@ -228,8 +230,14 @@ def build_program(config: ProgramKey, chunk_steps: int) -> Program:
             jnp.arange(config.seeds, dtype=jnp.int32), first_epoch)  # (seeds, epochs, n)
 
         def step(state, t):
-            return jax.vmap(step_run, in_axes=(0, None, 0, None, None, 0, None))(
-                state, perms, seeds, t, first_epoch, hparams, data)
+            # Step t's batch of every seed, (seeds, batch), sliced before a run picks its seed: indexed
+            # inside the vmap, the permutations were gathered whole for every run at every step.
+            epoch = t // steps_per_epoch - first_epoch
+            batches = None if full_batch else jax.lax.dynamic_slice_in_dim(
+                jax.lax.dynamic_index_in_dim(perms, epoch, axis=1, keepdims=False),
+                (t % steps_per_epoch) * batch, batch, axis=1)
+            return jax.vmap(step_run, in_axes=(0, None, 0, None, 0, None))(
+                state, batches, seeds, t, hparams, data)
 
         def segment(state, seg_start):
             state, losses = jax.lax.scan(step, state, seg_start + jnp.arange(segment_steps, dtype=jnp.int32))
