@@ -33,6 +33,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError  # noqa: E4
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 QUICK_VARIABLE = "LAB_NOTEBOOK_QUICK"
+QUICK_XLA_FLAG = "--xla_backend_optimization_level=0"
 
 
 def sources(directory: pathlib.Path = NOTEBOOKS) -> list[pathlib.Path]:
@@ -76,6 +77,10 @@ def execute(nb: nbformat.NotebookNode, *, quick: bool, cwd: pathlib.Path = NOTEB
             timeout: int = 600) -> nbformat.NotebookNode:
     """Run every cell of ``nb`` in place in a fresh kernel; ``quick`` sets ``LAB_NOTEBOOK_QUICK=1``.
 
+    A quick run also turns XLA's CPU backend optimizations off (``XLA_FLAGS``): its small
+    configurations spend most of their time compiling, and this cuts a notebook's time by a
+    quarter to a half. The full run, whose outputs are committed, compiles as usual.
+
     Raises:
         nbclient.exceptions.CellExecutionError: a cell raised (the message shows the traceback).
         nbclient.exceptions.CellTimeoutError: a cell ran longer than ``timeout`` seconds.
@@ -84,6 +89,7 @@ def execute(nb: nbformat.NotebookNode, *, quick: bool, cwd: pathlib.Path = NOTEB
     env.pop(QUICK_VARIABLE, None)
     if quick:
         env[QUICK_VARIABLE] = "1"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {QUICK_XLA_FLAG}".strip()
     client = NotebookClient(nb, km=kernel_manager(), timeout=timeout, kernel_name="python3",
                             record_timing=False)
     # The client shuts down a kernel it did not create only when told to (cleanup_kc).

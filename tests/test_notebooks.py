@@ -59,22 +59,25 @@ def _write(path, cells):
 
 
 def test_kernel_is_this_python_in_quick_mode_and_errors_fail(tmp_path):
-    """The kernel runs this interpreter with LAB_NOTEBOOK_QUICK=1 in the notebook's folder, and a cell
-    that raises makes the run fail."""
+    """The kernel runs this interpreter with LAB_NOTEBOOK_QUICK=1 (and quick compilation) in the
+    notebook's folder, and a cell that raises makes the run fail."""
     source = tmp_path / "01_probe.py"
     _write(source, [
         nbformat.v4.new_markdown_cell("A probe."),
         nbformat.v4.new_code_cell("import os, sys\n"
-                                  'print(sys.executable, os.getcwd(), os.environ.get("LAB_NOTEBOOK_QUICK"))'),
+                                  'print(sys.executable, os.getcwd(), os.environ.get("LAB_NOTEBOOK_QUICK"))\n'
+                                  'print(os.environ.get("XLA_FLAGS"))'),
         nbformat.v4.new_code_cell('raise ValueError("planted failure")'),
     ])
     nb = jupytext.read(source)
     with pytest.raises(CellExecutionError, match="planted failure"):
         notebooks.execute(nb, quick=True, cwd=tmp_path, timeout=CELL_TIMEOUT)
-    executable, cwd, quick = nb.cells[1].outputs[0].text.split()
+    first, flags = nb.cells[1].outputs[0].text.splitlines()
+    executable, cwd, quick = first.split()
     assert os.path.samefile(executable, sys.executable)
     assert os.path.samefile(cwd, tmp_path)
     assert quick == "1"
+    assert notebooks.QUICK_XLA_FLAG in flags.split()
 
 
 def test_stale_names_each_problem(tmp_path):
