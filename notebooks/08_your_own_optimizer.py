@@ -152,7 +152,7 @@ for label, (optimizer, lrs, _) in candidates.items():
 # rate (the line is the mean over seeds, the band spans them). **What to look for:** all three fit
 # the training set, Lion at its rate more slowly than Adam, and plain SGD, tuned, is not behind: a
 # new optimizer has to beat well-tuned baselines, not default ones. The test accuracy levels off
-# between 60% and 70% (the data set's paper reports 68% for this MLP) while the training loss keeps
+# around 60% to 71% (the data set's paper reports 68% for this MLP) while the training loss keeps
 # falling: the network memorizes the training signals. An optimizer whose best rate is at the edge
 # of its grid (check the next figure) deserves a wider grid before any verdict.
 
