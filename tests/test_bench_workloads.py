@@ -165,6 +165,8 @@ def test_committed_targets_round_trip_and_are_refused_once_the_workload_changed(
     moved = {**wl.WORKLOADS, "digits_mlp": dataclasses.replace(w, steps=800, eval_every=8)}
     with pytest.raises(ValueError, match="digits_mlp: the target was set for workload identity"):
         targets.load_targets(path, moved)
+    others = {k: v for k, v in moved.items() if k != "digits_mlp"}  # the stale entry is not asked for
+    assert targets.load_targets(path, others) == {}
     for bad, message in [({**entry, "metric": "loss"}, "metric 'loss', but it is 'accuracy'"),
                          ({k: v for k, v in entry.items() if k != "seeds"}, "field 'seeds' must be a int"),
                          ({**entry, "target": "high"}, "field 'target' must be a float")]:

@@ -38,7 +38,8 @@ def load_targets(workloads: list[Workload]) -> dict[str, float]:
     """Workload name -> validation target of each of ``workloads`` that has one: the committed targets
     (:func:`lab.bench.targets.load_targets`) of the full workloads, and the quick variants' from
     :data:`QUICK_TARGETS_JSON`. One line (``ValueError``) for a target whose workload changed since."""
-    found = targets.load_targets() if any(w.name in WORKLOADS for w in workloads) else {}
+    full = {w.name: w for w in workloads if w.name in WORKLOADS}
+    found = targets.load_targets(workloads=full) if full else {}
     quick = [w for w in workloads if w.name not in WORKLOADS]
     if quick and os.path.isfile(QUICK_TARGETS_JSON):
         with open(QUICK_TARGETS_JSON, encoding="utf-8") as f:
