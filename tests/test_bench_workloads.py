@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from lab.bench import nqm, targets
+from lab.bench import baselines, nqm, targets
 from lab.bench import workloads as wl
 from lab.problems import Problem, init_params, load_data, metrics
 from lab.sweep import run_sweep
@@ -150,6 +150,19 @@ def test_best_validation_is_the_best_evaluation_of_each_run(quick_results):
     np.testing.assert_array_equal(targets.best_validation(q, result), np.min(result.test_loss, axis=1))
     q, result = quick_results["digits_mlp"]
     np.testing.assert_array_equal(targets.best_validation(q, result), np.max(result.test_accuracy, axis=1))
+    # Within a window: only the evaluations at steps <= within count (steps 0..3 of the quick variant).
+    early = np.asarray(result.eval_steps) <= 3
+    assert 1 < early.sum() < early.size
+    np.testing.assert_array_equal(targets.best_validation(q, result, within=3),
+                                  np.max(np.asarray(result.test_accuracy)[:, early], axis=1))
+
+
+def test_the_target_window_ends_on_an_evaluation_step():
+    w = wl.WORKLOADS["digits_mlp"]  # 400 steps, evaluated every 4
+    assert baselines.within_steps(w, 1 / 3) == 132 and baselines.within_steps(w, 1.0) == 400
+    assert baselines.within_steps(w, 1e-6) == 4  # at least the first evaluation
+    with pytest.raises(ValueError, match="within: expected a fraction in"):
+        baselines.within_steps(w, 0)
 
 
 def test_committed_targets_round_trip_and_are_refused_once_the_workload_changed(tmp_path):
@@ -169,7 +182,8 @@ def test_committed_targets_round_trip_and_are_refused_once_the_workload_changed(
     assert targets.load_targets(path, others) == {}
     for bad, message in [({**entry, "metric": "loss"}, "metric 'loss', but it is 'accuracy'"),
                          ({k: v for k, v in entry.items() if k != "seeds"}, "field 'seeds' must be a int"),
-                         ({**entry, "target": "high"}, "field 'target' must be a float")]:
+                         ({**entry, "target": "high"}, "field 'target' must be a float"),
+                         ({**entry, "within_steps": 401}, "'within_steps' must be 1 to the workload's 400")]:
         with open(path, "w") as f:
             json.dump({"format": 1, "targets": {"digits_mlp": bad}}, f)
         with pytest.raises(ValueError, match=message):

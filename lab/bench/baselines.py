@@ -2,9 +2,12 @@
 procedure that computes them (``python scripts/bench_baselines.py``; ``docs/bench.md``).
 
 A target is the best validation result that the :data:`TARGET_REFERENCES` reach with a large budget
-(AlgoPerf's procedure, smaller): for each reference, :data:`TARGET_SETTINGS`'s trials, the trial with
-the best final validation metric rerun on its seeds; the target is :func:`lab.bench.targets.set_target`
-of their best validation metrics (the best over references of the median over seeds).
+within the first :data:`TARGET_WITHIN` of the workload's steps (AlgoPerf's procedure, smaller): for each
+reference, :data:`TARGET_SETTINGS`'s trials, the trial with the best validation metric in that window
+rerun on its seeds; the target is :func:`lab.bench.targets.set_target` of their best validation metrics
+in the window (the best over references of the median over seeds). The window leaves every optimizer
+up to three times the steps the best reference needed, so that steps to target tell optimizers apart
+(a target set at the end of the budget is reached, if at all, in its last steps).
 """
 
 from __future__ import annotations
@@ -22,14 +25,15 @@ from lab.bench.summaries import BASELINES_DIR
 from lab.bench.workloads import WORKLOADS, Workload
 from lab.sweep import run_sweep, store
 
-__all__ = ["BASELINES", "QUICK_TARGETS_JSON", "TARGET_REFERENCES", "TARGET_SETTINGS", "compute_targets",
-           "load_targets", "save_quick_targets"]
+__all__ = ["BASELINES", "QUICK_TARGETS_JSON", "TARGET_REFERENCES", "TARGET_SETTINGS", "TARGET_WITHIN",
+           "compute_targets", "load_targets", "save_quick_targets", "within_steps"]
 
 # The committed baselines: the catalogue's six classic optimizers and four newer ones.
 BASELINES = ("sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad", "nadam", "lion", "schedule_free_adamw",
              "adafactor")
 TARGET_REFERENCES = ("momentum", "adam", "nadam", "lion")
 TARGET_SETTINGS = Settings(budget=50, seeds=5, search_seed=1)  # not the benchmark's trials (search_seed)
+TARGET_WITHIN = 1 / 3  # targets are the best results reached within this fraction of a workload's steps
 # The quick variants' targets (lab bench --quick), set by the same procedure at a small budget.
 QUICK_TARGETS_JSON = os.path.join(BASELINES_DIR, "targets_quick.json")
 
@@ -66,11 +70,21 @@ def save_quick_targets(entries: dict[str, dict]) -> None:
     store.save_json(QUICK_TARGETS_JSON, {"format": 1, "targets": dict(sorted((old | entries).items()))})
 
 
+def within_steps(workload: Workload, fraction: float) -> int:
+    """The last step of the first ``fraction`` (in (0, 1]) of ``workload``'s budget, rounded to an
+    evaluation step (at least the first)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+        raise ValueError(f"within: expected a fraction in (0, 1], got {fraction!r}")
+    return max(1, round(workload.steps * fraction / workload.eval_every)) * workload.eval_every
+
+
 def compute_targets(workloads: list[Workload], *, references: tuple[str, ...] = TARGET_REFERENCES,
-                    settings: Settings = TARGET_SETTINGS, slack: float = 0.0, store_dir: str | None = None,
-                    quiet: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, dict]:
-    """Each workload's validation target by the documented procedure (module docstring); ``slack``
-    moves it back toward the metric at initialization by that fraction (0: AlgoPerf's).
+                    settings: Settings = TARGET_SETTINGS, within: float = TARGET_WITHIN, slack: float = 0.0,
+                    store_dir: str | None = None, quiet: bool = True,
+                    progress: Callable[[int], None] | None = None) -> dict[str, dict]:
+    """Each workload's validation target by the documented procedure (module docstring): results are
+    taken within the first ``within`` of its steps (1: the whole budget); ``slack`` moves the target
+    back toward the metric at initialization by that fraction (0: AlgoPerf's).
 
     Returns:
         name -> :func:`lab.bench.targets.target_entry` (JSON-ready).
@@ -78,24 +92,25 @@ def compute_targets(workloads: list[Workload], *, references: tuple[str, ...] = 
     found = {}
     for workload in workloads:
         best, initial = {}, []
+        last = within_steps(workload, within)
         for name in references:
             spec = protocol.resolve(name)
             trials = protocol.draw(protocol.search_space(spec), settings)
-            finals = np.full(len(trials), np.nan)
+            scores = np.full(len(trials), np.nan)  # each trial's best validation metric in the window
             for config, indices in protocol.trial_sweeps(spec, workload, trials):
                 result = run_sweep(config, store_dir=store_dir, quiet=quiet)
-                finals[indices] = workload.validation_curves(result)[:, -1]
+                scores[indices] = targets.best_validation(workload, result, within=last)
                 if progress is not None:
                     progress(config.runs * config.steps)
-            chosen = protocol.select(np.full(len(trials), np.inf), finals, workload.higher_is_better)
+            chosen = protocol.select(np.full(len(trials), np.inf), scores, workload.higher_is_better)
             config = protocol.winner_sweep(spec, workload, trials[chosen], settings.seeds)
             result = run_sweep(config, store_dir=store_dir, quiet=quiet)
-            best[name] = targets.best_validation(workload, result)
+            best[name] = targets.best_validation(workload, result, within=last)
             initial.extend(workload.validation_curves(result)[:, 0])
             if progress is not None:
                 progress(config.runs * config.steps)
         target = targets.set_target(best, workload.metric, float(np.median(initial)), slack)
         found[workload.name] = targets.target_entry(
             workload, target, list(references), settings.budget, settings.seeds, slack,
-            datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"))
+            datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"), within_steps=last)
     return found

@@ -1,9 +1,10 @@
 """Workload targets: how they are set from baseline results, and the committed file that holds them.
 
 AlgoPerf's procedure: tune reference optimizers with a large budget, and take as each workload's
-validation target the best validation result they reach. :func:`set_target` does that from each
-reference optimizer's per-seed best validation metric (of its best trial): the median over seeds per
-optimizer, then the best optimizer, optionally relaxed. Targets are committed in :data:`TARGETS_JSON`
+validation target the best validation result they reach (here: within the first part of the step
+budget, :data:`lab.bench.baselines.TARGET_WITHIN`). :func:`set_target` does that from each reference
+optimizer's per-seed best validation metric (of its best trial): the median over seeds per optimizer,
+then the best optimizer, optionally relaxed. Targets are committed in :data:`TARGETS_JSON`
 with their provenance; :func:`load_targets` refuses one whose workload has changed since.
 """
 
@@ -27,13 +28,16 @@ TARGETS_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "targets
 FORMAT = 1
 # Every entry's fields: the target, what it is tied to, and how it was set.
 TARGET_FIELDS = {"target": float, "metric": str, "workload_identity": str, "optimizers": list, "trials": int,
-                 "seeds": int, "slack": float, "created": str}
+                 "seeds": int, "within_steps": int, "slack": float, "created": str}
 
 
-def best_validation(workload: Workload, result: SweepResult) -> np.ndarray:
-    """(runs,) best validation metric each run of a sweep of ``workload`` reached at any evaluation:
-    the highest accuracy or lowest loss; the worst value (-inf or +inf) for a run that diverged."""
+def best_validation(workload: Workload, result: SweepResult, within: int | None = None) -> np.ndarray:
+    """(runs,) best validation metric each run of a sweep of ``workload`` reached at any evaluation
+    (at a step ``<= within``, if given): the highest accuracy or lowest loss; the worst value (-inf or
+    +inf) for a run that diverged."""
     curves = workload.validation_curves(result)
+    if within is not None:
+        curves = curves[:, np.asarray(result.eval_steps) <= within]
     worst = -np.inf if workload.higher_is_better else np.inf
     curves = np.where(np.isnan(curves), worst, curves)
     best = curves.max(axis=1) if workload.higher_is_better else curves.min(axis=1)
@@ -83,11 +87,13 @@ def set_target(best: Mapping[str, Sequence[float]], metric: str, initial: float 
 
 
 def target_entry(workload: Workload, target: float, optimizers: Sequence[str], trials: int, seeds: int,
-                 slack: float, created: str) -> dict:
+                 slack: float, created: str, within_steps: int | None = None) -> dict:
     """One entry of :data:`TARGETS_JSON` for ``workload``: the target with its provenance (the reference
-    optimizers, their trials and seeds, the slack, when it was made) and the workload's identity."""
+    optimizers, their trials and seeds, the steps its results were taken within (default: the whole
+    budget), the slack, when it was made) and the workload's identity."""
     entry = {"target": float(target), "metric": workload.metric, "workload_identity": workload.identity(),
-             "optimizers": list(optimizers), "trials": trials, "seeds": seeds, "slack": float(slack),
+             "optimizers": list(optimizers), "trials": trials, "seeds": seeds,
+             "within_steps": workload.steps if within_steps is None else within_steps, "slack": float(slack),
              "created": created}
     _check_entry(workload.name, entry, workload, "target_entry")
     return entry
@@ -159,5 +165,8 @@ def _check_entry(name: str, entry, workload: Workload | None, where: str) -> Non
     if entry["workload_identity"] != workload.identity():
         raise ValueError(f"{where}: {name}: the target was set for workload identity "
                          f"{entry['workload_identity']}, it is now {workload.identity()}; set it again")
+    if not 1 <= entry["within_steps"] <= workload.steps:
+        raise ValueError(f"{where}: {name}: field 'within_steps' must be 1 to the workload's "
+                         f"{workload.steps} steps, got {entry['within_steps']}")
     if not entry["optimizers"] or not all(isinstance(o, str) for o in entry["optimizers"]):
         raise ValueError(f"{where}: {name}: field 'optimizers' must name the reference optimizers")
