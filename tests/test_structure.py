@@ -6,7 +6,10 @@ Read from the source with ``ast`` (nothing is imported), so a violation names th
 from __future__ import annotations
 
 import ast
+import fnmatch
+import os
 import pathlib
+import tomllib
 
 import pytest
 
@@ -139,3 +142,17 @@ def test_private_use_finder_finds_planted_uses(tmp_path):
     found = _private_uses("lab.planted", path)
     assert any("lab.optim.base._hidden" in f for f in found)
     assert any("lab.sweep.store._read_sidecar" in f for f in found)
+
+
+def test_every_data_file_in_the_package_is_installed():
+    """A non-Python file under lab/ (the bench's targets and baselines) must match the package-data
+    globs, or a non-editable install (pip install .) leaves it out and `lab bench` cannot find it."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
+    patterns = [os.path.join(*package.split("."), glob)
+                for package, globs in package_data.items() for glob in globs]
+    data = [os.path.relpath(os.path.join(d, name), ROOT) for d, _, names in os.walk(os.path.join(ROOT, "lab"))
+            for name in names if not name.endswith((".py", ".pyc")) and "__pycache__" not in d]
+    assert data, "expected the bench's committed data files under lab/"
+    missed = [p for p in data if not any(fnmatch.fnmatchcase(p, pattern) for pattern in patterns)]
+    assert not missed, f"not in [tool.setuptools.package-data]: {missed}"
