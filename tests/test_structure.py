@@ -151,8 +151,10 @@ def test_every_data_file_in_the_package_is_installed():
         package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
     patterns = [os.path.join(*package.split("."), glob)
                 for package, globs in package_data.items() for glob in globs]
-    data = [os.path.relpath(os.path.join(d, name), ROOT) for d, _, names in os.walk(os.path.join(ROOT, "lab"))
-            for name in names if not name.endswith((".py", ".pyc")) and "__pycache__" not in d]
+    data = []
+    for d, dirs, names in os.walk(os.path.join(ROOT, "lab")):
+        dirs[:] = [x for x in dirs if not x.startswith(".") and x != "__pycache__"]  # caches
+        data += [os.path.relpath(os.path.join(d, n), ROOT) for n in names if not n.endswith((".py", ".tmp"))]
     assert data, "expected the bench's committed data files under lab/"
     missed = [p for p in data if not any(fnmatch.fnmatchcase(p, pattern) for pattern in patterns)]
     assert not missed, f"not in [tool.setuptools.package-data]: {missed}"
