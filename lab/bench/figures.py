@@ -14,13 +14,17 @@ import os
 import textwrap
 from collections.abc import Mapping, Sequence
 
+import matplotlib
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LinearSegmentedColormap, LogNorm
 from matplotlib.figure import Figure
 
 from lab import plotting
 from lab.bench import profiles
 
-__all__ = ["EDGE", "FILES", "draw", "profile_taus", "save", "steps_array"]
+__all__ = ["EDGE", "FILES", "NEVER_SHADE", "draw", "draw_profiles", "draw_table", "profile_taus",
+           "ratio_shades", "save", "steps_array", "table_rows"]
 
 FILES = ("bench_profiles.png", "bench_steps.png", "bench_budget.png")
 EDGE = 1.1  # a run that never reaches the target is drawn at EDGE x the workload's training steps
@@ -88,13 +92,23 @@ def _panels(n: int, title: str, context: str, width: float = 4.2, height: float 
 
 
 def _profiles_figure(optimizers, steps, context: str, tau_max: float) -> Figure:
+    title = _title(f"Performance profiles: {len(optimizers)} optimizers", context, 6.4)
+    fig, axes = plotting.figure(1, width=6.4, height=4.4, title=title)
+    draw_profiles(axes[0, 0], optimizers, steps, tau_max)
+    return fig
+
+
+def draw_profiles(ax, optimizers: Sequence[str], steps: np.ndarray, tau_max: float = profiles.TAU_MAX,
+                  legend: Mapping | None = None) -> profiles.Bootstrap:
+    """Draw the performance profiles of ``steps`` ``(S, W, seeds)`` (:func:`steps_array`) on ``ax``:
+    rho_s(tau) on [1, ``tau_max``] as step functions (gid ``profile:<optimizer>``), best score first and
+    thickest, each optimizer's score and 95% bootstrap interval in the legend (placed by ``legend``'s
+    keyword arguments to ``ax.legend``; default inside, lower right). Returns the bootstrap
+    (the table's scores, ranks and intervals: the same resamples as :func:`lab.bench.suite.scores`)."""
     ratios = profiles.performance_ratios(profiles.median_steps(steps, axis=-1))  # (S, W)
     taus = profile_taus(ratios, tau_max)
     rho = profiles.performance_profile(ratios, taus)  # (S, T)
     boot = profiles.bootstrap(steps, BOOTSTRAP_SEED, resamples=RESAMPLES, tau_max=tau_max)
-    title = _title(f"Performance profiles: {len(optimizers)} optimizers", context, 6.4)
-    fig, axes = plotting.figure(1, width=6.4, height=4.4, title=title)
-    ax = axes[0, 0]
     for rank, i in enumerate(np.argsort(-boot.score, kind="stable")):  # best first, drawn thickest
         name = optimizers[i]
         label = (f"{plotting.optimizer_label(name)}: score {boot.score[i]:.2f} "
@@ -108,9 +122,88 @@ def _profiles_figure(optimizers, steps, context: str, tau_max: float) -> Figure:
     plotting.style(ax, "share of workloads where each is within tau of the fastest (median over seeds)",
                    "tau: steps to target / fastest optimizer's steps (ratio)",
                    "rho(tau): fraction of workloads", legend=False)
-    ax.legend(fontsize=7.5, loc="lower right", framealpha=0.85,
+    ax.legend(**{"fontsize": 7.5, "loc": "lower right", "framealpha": 0.85, **(legend or {})},
               title=f"score: area under rho on [1, {tau_max:g}], 95% bootstrap interval", title_fontsize=7)
-    return fig
+    return boot
+
+
+def table_rows(result: Mapping[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """``lab bench``'s rank table as text, from :func:`lab.bench.suite.scores`' result (``--json``'s
+    ``"optimizers"``): ``(columns, rows)``, one row per optimizer, best rank first: its name, score and
+    rank with their 95% bootstrap intervals, and the median steps to target on each workload (``-``:
+    the median seed never reached it)."""
+    workloads = list(next(iter(result.values()))["workloads"])
+    rows = []
+    for name, r in sorted(result.items(), key=lambda kv: kv[1]["rank"]):  # stable: ties keep their order
+        (s_low, s_high), (r_low, r_high) = r["score_interval"], r["rank_interval"]
+        rows.append([name, f"{r['score']:.2f} [{s_low:.2f}, {s_high:.2f}]",
+                     f"{r['rank']:g} [{r_low:g}, {r_high:g}]",
+                     *(_steps_text(r["workloads"][w]["steps_to_target"]) for w in workloads)])
+    return ["optimizer", "score [95% interval]", "rank [95% interval]", *workloads], rows
+
+
+def _steps_text(steps) -> str:
+    return "-" if steps is None or not math.isfinite(steps) else f"{steps:g}"
+
+
+def ratio_shades(tau_max: float = profiles.TAU_MAX) -> ScalarMappable:
+    """The rank table's shading of a workload's cell by its ratio to the fastest optimizer's steps: from
+    green (1, the fastest) to white (``tau_max``), on a log scale."""
+    greens = matplotlib.colormaps["Greens"]
+    cmap = LinearSegmentedColormap.from_list("ratio", [greens(0.55), greens(0.02)])
+    return ScalarMappable(norm=LogNorm(1.0, tau_max), cmap=cmap)
+
+
+NEVER_SHADE = "0.82"  # a cell whose median seed never reached the target
+
+
+def draw_table(ax, result: Mapping[str, dict], tau_max: float = profiles.TAU_MAX) -> None:
+    """Draw :func:`table_rows` on ``ax`` as a table (``ax.tables[0]``): optimizers by their display name
+    in their catalogue colour, each workload headed by its validation target and each of its cells
+    shaded by :func:`ratio_shades` (grey: never reached; white: beyond ``tau_max``), with a colour bar."""
+    columns, rows = table_rows(result)
+    workloads = columns[3:]
+    medians = [[result[row[0]]["workloads"][w]["steps_to_target"] for w in workloads] for row in rows]
+    ratios = profiles.performance_ratios([[np.inf if m is None else m for m in row] for row in medians])
+    first = result[rows[0][0]]["workloads"]
+    header = ["optimizer", "score\n[95% interval]", "rank\n[95% interval]",
+              *(f"{_wrap_name(w)}\n{first[w]['metric']} {'≥' if first[w]['metric'] == 'accuracy' else '≤'} "
+                f"{first[w]['target']:.4g}" for w in workloads)]
+    ax.axis("off")
+    text = [[plotting.optimizer_label(row[0]), *row[1:]] for row in rows]
+    table = ax.table(cellText=text, colLabels=header, cellLoc="center", bbox=(0.0, 0.13, 1.0, 0.87))
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    widths = [1.6, 1.4, 1.15] + [1.0] * len(workloads)
+    shades = ratio_shades(tau_max)
+    for (i, j), cell in table.get_celld().items():
+        cell.set_width(widths[j])
+        if i == 0:
+            cell.set_height(cell.get_height() * 2.6)
+            cell.set_facecolor("0.94")
+        elif j == 0:
+            cell.get_text().set_color(plotting.optimizer_color(rows[i - 1][0]))
+            cell.get_text().set_fontweight("bold")
+        elif j >= 3:
+            r = ratios[i - 1, j - 3]
+            cell.set_facecolor(NEVER_SHADE if not math.isfinite(r) else shades.to_rgba(r) if r <= tau_max
+                               else "white")
+    bar = ax.figure.colorbar(shades, cax=ax.inset_axes((0.6, 0.025, 0.38, 0.03)), orientation="horizontal")
+    ticks = np.arange(1, math.floor(tau_max) + 1)
+    bar.set_ticks(ticks, labels=[f"{t:g}x" for t in ticks], fontsize=7)
+    bar.ax.minorticks_off()
+    bar.ax.set_title("shade: median steps / the fastest optimizer's on that workload", fontsize=7)
+    ax.text(0.0, 0.04, f"-: never reached (grey); white: more than {tau_max:g}x the fastest",
+            transform=ax.transAxes, fontsize=7, va="center")
+
+
+def _wrap_name(name: str) -> str:
+    """A workload's name on two lines, broken after the underscore nearest its middle, if long."""
+    cuts = [i + 1 for i, c in enumerate(name) if c == "_"]
+    if len(name) <= 10 or not cuts:
+        return name
+    cut = min(cuts, key=lambda i: abs(i - len(name) / 2))
+    return f"{name[:cut]}\n{name[cut:]}"
 
 
 def _steps_figure(optimizers, workloads, steps, by_cell, budget_steps, context: str) -> Figure:
