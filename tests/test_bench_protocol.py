@@ -53,6 +53,10 @@ def test_one_sweep_per_static_choice():
         assert list(dict(config.points)["learning_rate"]) == lrs
     plain = protocol.trial_sweeps("adam", WORKLOAD, search.sample(search.search_space("adam"), 5, 0))
     assert len(plain) == 1 and plain[0][0].grid_size == 5 and plain[0][0].seeds == 1
+    # Trials run on seed 0; the selected one is rerun on fresh seeds 1..S, never on its own run again.
+    assert set(plain[0][0].run_seeds()) == {0}
+    rerun = protocol.winner_sweep("adam", WORKLOAD, search.sample(search.search_space("adam"), 5, 0)[2], 3)
+    assert list(rerun.run_seeds()) == [1, 2, 3]
 
 
 # ----------------------------------------------------------------------------- a small benchmark

@@ -10,6 +10,7 @@ Configs are tiny (two moons, a 16-unit MLP, tens of steps) so that the file runs
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import importlib
 import json
@@ -237,6 +238,23 @@ def test_a_run_does_not_depend_on_the_other_runs_of_its_sweep(reference_sweep):
                                    err_msg=name)
     # Equal here; a weight within float32 rounding of a bin edge could move one count to a neighbour.
     assert np.abs(result.weight_hist[r] - alone.weight_hist).sum() <= 2, alone.weight_hist
+
+
+def test_seeds_from_first_seed_equal_those_seeds_alone_in_a_python_loop():
+    config = SweepConfig.make(MOONS, "adam", {"learning_rate": [3e-2]}, {"b1": 0.8}, seeds=2, first_seed=3,
+                              steps=12, batch_size=16, eval_every=6)
+    result = run_sweep(config, store_dir=None, quiet=True)
+    np.testing.assert_array_equal(result.seed, [3, 4])
+    for r, seed in enumerate((3, 4)):  # initialization and batch order of seeds 3 and 4
+        losses, evals, _, _ = reference_run(MOONS, (2, 16, 2), "adam", 3e-2, seed, 12, 16)
+        np.testing.assert_allclose(result.train_loss[r], losses, rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(result.test_loss[r], [evals[s][1] for s in (0, 6, 12)],
+                                   rtol=2e-5, atol=1e-6)
+    # Saved and read back with it; a config from seed 0 keeps the hash it had before the field existed.
+    assert SweepConfig.from_dict(config.to_dict()) == config and config.to_dict()["first_seed"] == 3
+    assert "first_seed" not in dataclasses.replace(config, first_seed=0).to_dict()
+    with pytest.raises(ValueError, match="SweepConfig.first_seed: expected a non-negative integer, got -1"):
+        dataclasses.replace(config, first_seed=-1)
 
 
 def test_other_grid_values_fixed_numbers_and_log_every_reuse_the_compiled_program(monkeypatch):

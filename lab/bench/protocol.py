@@ -32,7 +32,8 @@ from lab.sweep.config import NOT_OPTIMIZER_ARGS, optimizer_factory
 __all__ = ["PROTOCOL_VERSION", "Settings", "draw", "evaluate", "resolve", "search_space", "select",
            "settings_dict", "step_seconds", "trial_sweeps", "winner_sweep"]
 
-PROTOCOL_VERSION = 1  # in every summary: bump it when the protocol changes what a summary holds
+PROTOCOL_VERSION = 2  # in every summary: bump it when the protocol changes what a summary holds
+# (2: the selected trial is rerun on seeds 1 .. S, none of them the trials' seed 0)
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,13 @@ def _static(trial: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 def _sweep(workload: Workload, optimizer, static: tuple, points: list[dict], seeds: int,
-           name: str) -> SweepConfig:
+           name: str, first_seed: int = 0) -> SweepConfig:
     fixed = {k: v for k, v in static if k != "schedule"}
     schedule = dict(static).get("schedule", "constant")
     return SweepConfig.make(workload.problem, optimizer, points=points, fixed=fixed, seeds=seeds,
                             steps=workload.steps, batch_size=workload.batch_size,
-                            eval_every=workload.eval_every, schedule=schedule, name=name)
+                            eval_every=workload.eval_every, schedule=schedule, name=name,
+                            first_seed=first_seed)
 
 
 def trial_sweeps(optimizer, workload: Workload, trials: list[dict]) -> list[tuple[SweepConfig, list[int]]]:
@@ -128,9 +130,11 @@ def trial_sweeps(optimizer, workload: Workload, trials: list[dict]) -> list[tupl
 
 
 def winner_sweep(optimizer, workload: Workload, trial: dict, seeds: int) -> SweepConfig:
-    """The sweep that reruns the selected ``trial`` on ``seeds`` seeds (0 .. seeds - 1)."""
+    """The sweep that reruns the selected ``trial`` on ``seeds`` seeds, ``1 .. seeds``: fresh runs, none
+    of them the trial's own run (seed 0), whose luck helped select it."""
     point = {k: v for k, v in trial.items() if _numeric(v)}
-    return _sweep(workload, optimizer, _static(trial), [point], seeds, f"{workload.name}-selected")
+    return _sweep(workload, optimizer, _static(trial), [point], seeds, f"{workload.name}-selected",
+                  first_seed=1)
 
 
 def select(steps, finals, higher_is_better: bool) -> int:

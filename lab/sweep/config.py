@@ -77,7 +77,7 @@ class SweepConfig:
         fixed: ``((name, value), ...)``: held at one value. A number enters the program as an array
             (like a one-value grid axis); flags (``nesterov=True``) and ``None`` (``momentum=None``)
             are static: they shape the program.
-        seeds: seeds ``0 .. seeds-1`` per grid point.
+        seeds: seeds ``first_seed .. first_seed + seeds - 1`` per grid point.
         steps: optimizer steps per run.
         batch_size: mini-batch size; ``None`` (or the training-set size) is full batch, 1 is SGD.
         eval_every: evaluate on the whole train and test sets every this many steps (and at 0 and
@@ -96,6 +96,8 @@ class SweepConfig:
             (required) for ``step_decay``, the factor ``decay_rate ** floor(t / transition_steps)``.
             ``clip.max_norm`` (swept or fixed, any schedule) clips the gradient to that global norm
             before the optimizer (``optax.clip_by_global_norm``).
+        first_seed: the first seed (default 0): a run's seed sets its initialization and its batch
+            order, so seeds from 1 repeat none of the runs of a sweep with seeds from 0.
         identity: the SHA-256 of the optimizer's, the model's and the data's source (filled in).
     """
 
@@ -111,6 +113,7 @@ class SweepConfig:
     name: str = "sweep"
     points: tuple[tuple[str, tuple[float, ...]], ...] = ()
     schedule: str = schedules.DEFAULT
+    first_seed: int = 0
     identity: tuple[str, ...] = dataclasses.field(init=False, repr=False)
 
     @classmethod
@@ -144,6 +147,9 @@ class SweepConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"SweepConfig.{field}: expected a positive integer, got {value!r}")
+        s = self.first_seed
+        if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < 2**31 - self.seeds:
+            raise ValueError(f"SweepConfig.first_seed: expected a non-negative integer, got {s!r}")
         b = self.batch_size
         if b is not None and (not isinstance(b, int) or isinstance(b, bool) or b < 1):
             raise ValueError(f"SweepConfig.batch_size: expected a positive integer or None, got {b!r}")
@@ -257,7 +263,8 @@ class SweepConfig:
 
     def run_seeds(self) -> np.ndarray:
         """(runs,) int32 seed of each run."""
-        return np.tile(np.arange(self.seeds, dtype=np.int32), self.grid_size)
+        seeds = np.arange(self.first_seed, self.first_seed + self.seeds, dtype=np.int32)
+        return np.tile(seeds, self.grid_size)
 
     def logged_steps(self) -> np.ndarray:
         return np.arange(0, self.steps, self.log_every, dtype=np.int32)
@@ -270,7 +277,7 @@ class SweepConfig:
 
     def to_dict(self) -> dict:
         """The config as JSON-ready data. Fields at their defaults that older configs did not have
-        (``points``, ``schedule``) are left out, so that those configs keep their hash; so is
+        (``points``, ``schedule``, ``first_seed``) are left out, so that those configs keep their hash; so is
         ``eval_params`` (true when evaluations are taken at the optimizer's ``eval_params``)."""
         d = {
             "problem": self.problem.to_dict(),
@@ -284,6 +291,8 @@ class SweepConfig:
             d["points"] = [[k, list(v)] for k, v in self.points]
         if self.schedule != schedules.DEFAULT:
             d["schedule"] = self.schedule
+        if self.first_seed:
+            d["first_seed"] = self.first_seed
         if self.evaluated_at_eval_params():
             d["eval_params"] = True
         return d

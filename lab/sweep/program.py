@@ -67,6 +67,7 @@ class ProgramKey(NamedTuple):
     batch_size: int | None  # None: full batch
     eval_every: int
     schedule: str = schedules.DEFAULT  # the kind; its numbers are among the arrays
+    first_seed: int = 0  # the seeds are first_seed .. first_seed + seeds - 1
 
 
 def program_key(config: SweepConfig) -> ProgramKey:
@@ -79,7 +80,7 @@ def program_key(config: SweepConfig) -> ProgramKey:
     static = tuple((k, v) for k, v in config.fixed if not is_array_value(v))
     batch = None if config.batch_size is None or config.batch_size >= n else config.batch_size
     return ProgramKey(config.problem, config.optimizer, config.identity, tuple(arrays), static, config.seeds,
-                      config.steps, batch, config.eval_every, config.schedule)
+                      config.steps, batch, config.eval_every, config.schedule, config.first_seed)
 
 
 def program_hparams(config: SweepConfig) -> dict[str, np.ndarray]:
@@ -193,7 +194,7 @@ def build_program(config: ProgramKey, chunk_steps: int) -> Program:
         if full_batch:
             x, y = data.x_train, data.y_train
         else:  # exactly lab.data.batch_indices(k_batch, t, n, batch)
-            idx = batches[seed]
+            idx = batches[seed - config.first_seed]
             x, y = data.x_train[idx], data.y_train[idx]
         (objective_value, loss), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y, hp)
         if clipped:
@@ -227,7 +228,7 @@ def build_program(config: ProgramKey, chunk_steps: int) -> Program:
         # run (sorting is the costliest part of a step on a CPU otherwise).
         first_epoch = start // steps_per_epoch
         perms = None if full_batch else jax.vmap(epoch_perms, in_axes=(0, None))(
-            jnp.arange(config.seeds, dtype=jnp.int32), first_epoch)  # (seeds, epochs, n)
+            config.first_seed + jnp.arange(config.seeds, dtype=jnp.int32), first_epoch)  # (seeds, epochs, n)
 
         def step(state, t):
             # Step t's batch of every seed, (seeds, batch), sliced before a run picks its seed: indexed
