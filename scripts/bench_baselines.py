@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated")
     parser.add_argument("--references", default=None, help="the targets' reference optimizers "
                         "(default momentum,adam,nadam,lion; --quick momentum,adam)")
-    parser.add_argument("--budget", type=int, default=None, help="trials (default 20; --quick 3)")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds (default 3; --quick 2)")
+    parser.add_argument("--budget", type=int, default=None, help="trials (default 16; --quick 3)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds (default 5; --quick 2)")
     parser.add_argument("--recompute", action="store_true",
                         help="recompute stale summaries (with --targets: set every target again)")
     parser.add_argument("--work", default=os.path.join("results", "bench-baselines"),
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{workload.name}: target {found[workload.name]['target']:g} "
                   f"({time.perf_counter() - start:.0f} s so far)", flush=True)
     else:
-        settings = Settings(budget=args.budget or (3 if args.quick else 20),
-                            seeds=args.seeds or (2 if args.quick else 3))
+        settings = Settings(budget=args.budget or (3 if args.quick else Settings.budget),
+                            seeds=args.seeds or (2 if args.quick else Settings.seeds))
         cells = suite.plan(args.optimizers.split(","), workloads, settings, baselines.load_targets(workloads),
                            out=args.work, recompute=args.recompute)
         for cell in cells:

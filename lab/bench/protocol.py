@@ -2,7 +2,7 @@
 training part and scored on the validation split, the selection of one trial by its validation
 result, its rerun on several seeds, and the summary that ``lab bench`` stores and scores.
 
-    summary = protocol.evaluate("adam", WORKLOADS["digits_mlp"], Settings(budget=20, seeds=3),
+    summary = protocol.evaluate("adam", WORKLOADS["digits_mlp"], Settings(budget=16, seeds=5),
                                 target=0.97, store_dir="results/bench/sweeps")
 
 The rules and where they come from (DeepOBS, AlgoPerf, Crowded Valley): ``docs/bench.md``.
@@ -46,8 +46,8 @@ class Settings:
         search_seed: the seed of the quasi-random trials (:func:`lab.bench.search.sample`).
     """
 
-    budget: int = 20
-    seeds: int = 3
+    budget: int = 16
+    seeds: int = 5
     search_seed: int = 0
 
     def __post_init__(self):
