@@ -9,6 +9,7 @@ its output: ``docs/bench.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from lab.errors import check_writable
 
 RESULTS_DIR = os.path.join("results", "bench")
 QUICK_BUDGET, QUICK_SEEDS = 3, 2  # --quick's defaults
+DEFAULT_STEPS, DEFAULT_BATCH_SIZE = 400, 64  # a --workload's (lab.bench.user's; not imported here: slow)
 
 
 def _names(text: str, flag: str) -> list[str]:
@@ -31,7 +33,10 @@ def _names(text: str, flag: str) -> list[str]:
 
 
 def _inputs(args):
-    """Everything the bench needs, checked: ``(cells, settings)``; LabError on bad input."""
+    """Everything the bench needs, checked: ``(cells, settings, plan, workloads, pending, own)``;
+    ``pending``: the user's workloads whose target is still to compute (None; the cells leave them out
+    until ``plan(workloads)`` plans them with their targets); ``own``: the names of the user's
+    workloads; LabError on bad input."""
     from lab.bench import baselines, search, suite
     from lab.bench.protocol import Settings
     from lab.bench.workloads import WORKLOADS
@@ -44,7 +49,10 @@ def _inputs(args):
             raise LabError(f"{flag}: expected a positive integer, got {value}")
     settings = Settings(budget=args.budget or (QUICK_BUDGET if args.quick else Settings.budget),
                         seeds=args.seeds or (QUICK_SEEDS if args.quick else Settings.seeds))
-    names = _names(args.workloads, "--workloads") if args.workloads else list(WORKLOADS)
+    if args.workloads:
+        names = _names(args.workloads, "--workloads")
+    else:  # every suite workload, or only the user's own
+        names = [] if args.workload else list(WORKLOADS)
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         raise LabError(f"--workloads: unknown workload {unknown[0]!r}; valid: {', '.join(WORKLOADS)}")
@@ -66,18 +74,71 @@ def _inputs(args):
         elif space is not None:
             spaces = dict.fromkeys(optimizers, space)
         targets = baselines.load_targets(workloads)
-        cells = suite.plan(optimizers, workloads, settings, targets, out=args.out, spaces=spaces,
-                           recompute=args.recompute, field="--optimizers")
+        own = _user_workloads(args)
+        workloads += own
+
+        def plan(workloads, recompute=args.recompute):
+            return suite.plan(optimizers, workloads, settings, targets, out=args.out, spaces=spaces,
+                              recompute=recompute, field="--optimizers")
+
+        pending = [w for w in own if w.target is None]  # their targets are computed first
+        cells = plan([w for w in workloads if w not in pending])
+        # Checked now with a stand-in target (recompute: a stored summary of another target is no
+        # reason to stop before the target is known).
+        plan([dataclasses.replace(w, target=0.0) for w in pending], recompute=True)
     except (ValueError, TypeError) as err:
         raise LabError(str(err)) from None
-    return cells, settings
+    return cells, settings, plan, workloads, pending, [w.name for w in own]
 
 
+def _user_workloads(args) -> list:
+    """The ``--workload`` workloads, each with its target: ``--target``, the one stored under ``--out``
+    or None (to compute)."""
+    from lab.bench import user
+    from lab.errors import LabError
+
+    given = {"--steps": args.steps, "--batch-size": args.batch_size, "--metric": args.metric,
+             "--target": args.target}
+    if not args.workload:
+        flag = next((f for f, v in given.items() if v is not None), None)
+        if flag is not None:
+            raise LabError(f"{flag}: applies to your own workload only (--workload npz:PATH or "
+                           f"MODULE:FACTORY)")
+        return []
+    target = None  # --target's
+    if args.target is not None:
+        try:
+            target = float(args.target)
+        except ValueError:
+            target = math.nan
+        if not math.isfinite(target):
+            raise LabError(f"--target: expected a finite number, got {args.target!r}")
+        if len(args.workload) > 1:
+            raise LabError(f"--target: one target for {len(args.workload)} workloads is ambiguous; give one "
+                           f"--workload per command with --target, or none to compute each one's")
+    out = []
+    for spec in args.workload:
+        w = user.workload(spec, steps=args.steps, batch_size=args.batch_size, metric=args.metric)
+        w = w.quick() if args.quick else w
+        if any(o.name == w.name for o in out):
+            raise LabError(f"--workload: two workloads named {w.name!r} ({spec} and an earlier one)")
+        own = target if target is not None else w.target
+        if own is None:
+            own = user.stored_target(args.out, w, args.recompute)
+        out.append(dataclasses.replace(w, target=own))
+    return out
 def _cmd_bench(args: argparse.Namespace) -> int:
     from lab.bench import suite
+    from lab.errors import LabError
 
-    cells, settings = _inputs(args)
+    cells, settings, plan, workloads, pending, own = _inputs(args)
     check_writable(args.out, "--out")
+    if pending:
+        found = _compute_targets(pending, args)
+        try:
+            cells = plan([dataclasses.replace(w, target=found.get(w.name, w.target)) for w in workloads])
+        except ValueError as err:
+            raise LabError(str(err)) from None
     total = suite.run_steps(cells, settings)
     bar = None
     if total and not args.quiet and not args.json:
@@ -94,10 +155,46 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps({"settings": {"budget": settings.budget, "seeds": settings.seeds,
                                        "quick": args.quick}, "optimizers": result}))
     else:
-        _print_table(result, len(cells) - sum(c.summary is None for c in cells))
+        _print_table(result, len(cells) - sum(c.summary is None for c in cells), own)
     if not args.no_figures:
         _draw(cells, done, args.out)
     return 0
+
+
+def _compute_targets(pending: list, args: argparse.Namespace) -> dict[str, float]:
+    """The targets of the user's ``pending`` workloads by the reference procedure, each saved under
+    ``--out`` when done and printed on stderr: name -> target."""
+    import jax
+
+    from lab.bench import user
+
+    procedure = user.procedure(args.quick)
+    runs = len(procedure["references"]) * (procedure["settings"].budget + procedure["settings"].seeds)
+    bar = None
+    if not args.quiet and not args.json:
+        from tqdm.std import tqdm
+
+        bar = tqdm(total=runs * sum(w.steps for w in pending), unit="step", desc="lab bench: targets",
+                   file=sys.stderr)
+    found = {}
+    try:
+        for w in pending:
+            start = time.perf_counter()
+            entry = user.compute_target(w, args.quick, store_dir=os.path.join(args.out, "sweeps"),
+                                        progress=bar.update if bar else None)
+            found[w.name] = entry["target"]
+            if jax.process_index() != 0:  # in a multi-process job, one process writes and says so
+                continue
+            path = user.save_targets(args.out, {w.name: entry})
+            line = (f"target of {w.name}: {entry['metric']} {entry['target']:g} (best of "
+                    f"{', '.join(entry['optimizers'])} tuned with {entry['trials']} trials, median of "
+                    f"{entry['seeds']} seeds within {entry['within_steps']} of {w.steps} steps, slack "
+                    f"{entry['slack']:g}; {time.perf_counter() - start:.0f} s), saved in {path}")
+            (bar.write if bar else print)(line, file=sys.stderr)
+    finally:
+        if bar is not None:
+            bar.close()
+    return found
 
 
 def _draw(cells, done: list[dict], out: str) -> None:
@@ -120,7 +217,7 @@ def _steps(v) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{v:g}"
 
 
-def _print_table(result: dict, reused: int) -> None:
+def _print_table(result: dict, reused: int, own: list[str]) -> None:
     workloads = list(next(iter(result.values()))["workloads"])
     header = ["optimizer", "score", "rank (95% CI)", *workloads]
     rows = []
@@ -133,6 +230,9 @@ def _print_table(result: dict, reused: int) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print(f"steps to target: median over seeds ('-': never reached); score: area under the performance "
           f"profile (1 = fastest everywhere); {reused} stored summaries reused")
+    if own:
+        print(f"your workloads ({', '.join(own)}) have no committed baselines: every optimizer runs on them, "
+              f"its summaries saved under --out and reused")
 
 
 def add_parsers(subparsers, positive_int) -> None:
@@ -153,7 +253,20 @@ def add_parsers(subparsers, positive_int) -> None:
                             "log-uniform, or the catalogue entry's); without --candidate, every optimizer's")
     bench.add_argument("--optimizers", metavar="NAMES", default=None,
                        help="comma-separated catalogue names (default: the committed baselines)")
-    bench.add_argument("--workloads", metavar="NAMES", default=None, help="comma-separated (default: all)")
+    bench.add_argument("--workloads", metavar="NAMES", default=None,
+                       help="comma-separated (default: all, or none with --workload)")
+    bench.add_argument("--workload", metavar="npz:PATH|MODULE:FACTORY", action="append", default=None,
+                       help="your own problem: an npz data set (the lab's MLP on it) or a factory returning "
+                            "a Workload or a Problem; repeatable")
+    bench.add_argument("--steps", type=int, default=None,
+                       help=f"your workload's step budget (default {DEFAULT_STEPS}; --quick 8)")
+    bench.add_argument("--batch-size", type=int, default=None,
+                       help=f"your workload's batch size (default {DEFAULT_BATCH_SIZE})")
+    bench.add_argument("--target", metavar="X", default=None,
+                       help="your workload's validation target (default: computed from reference optimizers, "
+                            "saved under --out and reused)")
+    bench.add_argument("--metric", choices=("accuracy", "loss"), default=None,
+                       help="your workload's metric (default: accuracy for class labels, else loss)")
     bench.add_argument("--budget", type=int, default=None,
                        help=f"tuning trials per optimizer and workload (default 20; --quick {QUICK_BUDGET})")
     bench.add_argument("--seeds", type=int, default=None,

@@ -25,7 +25,8 @@ from lab.bench.summaries import BASELINES_DIR
 from lab.bench.workloads import WORKLOADS, Workload
 from lab.sweep import run_sweep, store
 
-__all__ = ["BASELINES", "QUICK_TARGETS_JSON", "TARGET_REFERENCES", "TARGET_SETTINGS", "TARGET_WITHIN",
+__all__ = ["BASELINES", "QUICK_REFERENCES", "QUICK_SLACK", "QUICK_TARGETS_JSON", "QUICK_TARGET_SETTINGS",
+           "QUICK_WITHIN", "TARGET_REFERENCES", "TARGET_SETTINGS", "TARGET_WITHIN",
            "compute_targets", "load_targets", "save_quick_targets", "within_steps"]
 
 # The committed baselines: the catalogue's six classic optimizers and four newer ones.
@@ -34,8 +35,13 @@ BASELINES = ("sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad", "nadam", 
 TARGET_REFERENCES = ("momentum", "adam", "nadam", "lion")
 TARGET_SETTINGS = Settings(budget=50, seeds=5, search_seed=1)  # not the benchmark's trials (search_seed)
 TARGET_WITHIN = 1 / 3  # targets are the best results reached within this fraction of a workload's steps
-# The quick variants' targets (lab bench --quick), set by the same procedure at a small budget.
+# The quick variants' targets (lab bench --quick), set by the same procedure at a small budget: two
+# references, 4 trials, 2 seeds, results over the whole budget, relaxed by a slack.
 QUICK_TARGETS_JSON = os.path.join(BASELINES_DIR, "targets_quick.json")
+QUICK_REFERENCES = ("momentum", "adam")
+QUICK_TARGET_SETTINGS = Settings(budget=4, seeds=2, search_seed=1)
+QUICK_WITHIN = 1.0
+QUICK_SLACK = 0.25  # a quarter of the way back to the initial metric: reachable by a 3-trial search
 
 
 def load_targets(workloads: list[Workload]) -> dict[str, float]:
