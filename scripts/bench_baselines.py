@@ -25,10 +25,6 @@ from lab.bench import baselines, suite, targets  # noqa: E402
 from lab.bench.protocol import Settings  # noqa: E402
 from lab.bench.workloads import WORKLOADS  # noqa: E402
 
-QUICK_TARGET_SETTINGS = Settings(budget=4, seeds=2, search_seed=1)
-QUICK_REFERENCES = ("momentum", "adam")
-QUICK_SLACK = 0.25  # a quarter of the way back to the initial metric: reachable by a 3-trial search
-
 
 def _committed() -> dict:
     """The entries of the committed targets file, as they are."""
@@ -56,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     workloads = [WORKLOADS[n].quick() if args.quick else WORKLOADS[n] for n in args.workloads.split(",")]
     if args.targets:
-        settings = QUICK_TARGET_SETTINGS if args.quick else baselines.TARGET_SETTINGS
+        settings = baselines.QUICK_TARGET_SETTINGS if args.quick else baselines.TARGET_SETTINGS
         references = tuple(args.references.split(",")) if args.references else \
-            (QUICK_REFERENCES if args.quick else baselines.TARGET_REFERENCES)
+            (baselines.QUICK_REFERENCES if args.quick else baselines.TARGET_REFERENCES)
         for workload in workloads:  # one at a time: each is saved when done
             try:
                 have = baselines.load_targets([workload])
@@ -69,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{workload.name}: target {have[workload.name]:g} (stored)", flush=True)
                 continue
             found = baselines.compute_targets([workload], references=references, settings=settings,
-                                              within=1.0 if args.quick else baselines.TARGET_WITHIN,
-                                              slack=QUICK_SLACK if args.quick else 0.0,
+                                              within=baselines.QUICK_WITHIN if args.quick else
+                                              baselines.TARGET_WITHIN,
+                                              slack=baselines.QUICK_SLACK if args.quick else 0.0,
                                               store_dir=os.path.join(args.work, "sweeps"))
             if args.quick:
                 baselines.save_quick_targets(found)
