@@ -268,9 +268,9 @@ def add_parsers(subparsers, positive_int) -> None:
     bench.add_argument("--metric", choices=("accuracy", "loss"), default=None,
                        help="your workload's metric (default: accuracy for class labels, else loss)")
     bench.add_argument("--budget", type=int, default=None,
-                       help=f"tuning trials per optimizer and workload (default 20; --quick {QUICK_BUDGET})")
+                       help=f"tuning trials per optimizer and workload (default 16; --quick {QUICK_BUDGET})")
     bench.add_argument("--seeds", type=int, default=None,
-                       help=f"seeds the chosen trial is rerun on (default 3; --quick {QUICK_SEEDS})")
+                       help=f"seeds the chosen trial is rerun on (default 5; --quick {QUICK_SEEDS})")
     bench.add_argument("--quick", action="store_true", help="the workloads' quick variants (8 steps)")
     bench.add_argument("--out", metavar="DIR", default=RESULTS_DIR,
                        help=f"where summaries and sweeps are saved and reused (default {RESULTS_DIR}/)")

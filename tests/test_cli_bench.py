@@ -80,3 +80,14 @@ def test_out_not_writable_is_one_line(tmp_path, capsys):
     assert cli.main(["bench", "--optimizers", "sgd", *QUICK, "--out", str(blocker / "bench")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lab: error: --out") and len(err.splitlines()) == 1
+
+
+def test_help_states_the_protocol_defaults():
+    """The help text (written without importing the bench) gives the defaults the bench uses."""
+    from lab.bench.protocol import Settings
+    from lab.cli_bench import QUICK_BUDGET, QUICK_SEEDS
+
+    bench = cli.build_parser()._subparsers._group_actions[0].choices["bench"]
+    text = " ".join(bench.format_help().split())
+    assert f"(default {Settings.budget}; --quick {QUICK_BUDGET})" in text
+    assert f"(default {Settings.seeds}; --quick {QUICK_SEEDS})" in text
