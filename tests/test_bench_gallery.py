@@ -131,7 +131,7 @@ def test_the_table_holds_the_summaries_numbers(stored, drawn):
             want = "-" if np.isinf(medians[i, j]) else f"{medians[i, j]:g}"
             assert cells[row, 3 + j] == want
     assert cells[1, 3] == "30" and cells[2, 4] == "200"
-    assert "accuracy ≥ 0.9" in cells[0, 3] and "loss ≤ 55" in cells[0, 4] and "softmax" in cells[0, 3]
+    assert "acc. ≥ 0.9" in cells[0, 3] and "loss ≤ 55" in cells[0, 4] and "softmax" in cells[0, 3]
     # the profiles' legend gives the same scores as the table
     legend = [t.get_text() for t in profiles_ax.get_legend().get_texts()]
     assert legend == [f"{cells[r, 0]}: score {cells[r, 1]}" for r in (1, 2, 3)]

@@ -167,8 +167,8 @@ def draw_table(ax, result: Mapping[str, dict], tau_max: float = profiles.TAU_MAX
     ratios = profiles.performance_ratios([[np.inf if m is None else m for m in row] for row in medians])
     first = result[rows[0][0]]["workloads"]
     header = ["optimizer", "score\n[95% interval]", "rank\n[95% interval]",
-              *(f"{_wrap_name(w)}\n{first[w]['metric']} {'≥' if first[w]['metric'] == 'accuracy' else '≤'} "
-                f"{first[w]['target']:.4g}" for w in workloads)]
+              *(f"{_wrap_name(w)}\n{'acc. ≥' if first[w]['metric'] == 'accuracy' else 'loss ≤'} "
+                f"{first[w]['target']:.3g}" for w in workloads)]
     ax.axis("off")
     text = [[plotting.optimizer_label(row[0]), *row[1:]] for row in rows]
     table = ax.table(cellText=text, colLabels=header, cellLoc="center", bbox=(0.0, 0.13, 1.0, 0.87))
