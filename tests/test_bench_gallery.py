@@ -240,3 +240,4 @@ def test_lab_run_bench_draws_it_and_says_when_the_baselines_are_missing(stored, 
     rows = [line.split() for line in captured.out.splitlines()]
     assert [r[0] for r in rows[3:6]] == ["sgd", "adam", "lion"] and rows[5][-2:] == ["-", "400"]
     assert os.path.getsize("figs/13_bench.png") > 50_000
+
