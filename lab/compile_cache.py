@@ -68,8 +68,25 @@ def configure(directory: str | None = None) -> str | None:
             jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
         if "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ and _has_filelock():
             jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+        _remove_orphans(path)
         _guard()
     return path
+
+
+def _remove_orphans(path: str) -> None:
+    """Remove entries without their access-time file: what a process killed between JAX's two writes
+    of an entry leaves (possibly cut short). JAX's size limit reads every entry's access time before it
+    saves a program, so one orphan would make every later save fail."""
+    try:
+        names = set(os.listdir(path))
+    except OSError:
+        return
+    for name in names:
+        if name.endswith("-cache") and f"{name[:-len('-cache')]}-atime" not in names:
+            try:
+                os.unlink(os.path.join(path, name))
+            except OSError:
+                pass
 
 
 def _has_filelock() -> bool:

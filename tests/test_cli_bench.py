@@ -8,18 +8,26 @@ import pytest
 
 from lab import cli
 from lab.bench import baselines
+from lab.bench.workloads import WORKLOADS
 
-# Adam at budget 3 and 2 seeds, as in tests/test_bench_protocol.py: the same compiled programs.
+# --quick's budget and seeds: the committed quick baselines' settings, so that they are reused.
 QUICK = ["--workloads", "digits_softmax", "--quick", "--budget", "3", "--seeds", "2"]
+
+
+SOFTMAX = "digits_softmax_quick"
 
 
 @pytest.fixture(autouse=True)
 def targets(monkeypatch):
-    """A target for the quick softmax workload, whatever the committed targets file holds."""
-    monkeypatch.setattr(baselines, "load_targets", lambda workloads: {"digits_softmax_quick": 0.3})
+    """The committed target of the quick softmax workload only: the other quick workloads have none here."""
+    committed = baselines.load_targets
+    monkeypatch.setattr(baselines, "load_targets",
+                        lambda workloads: {k: v for k, v in committed(workloads).items() if k == SOFTMAX})
+    return committed([WORKLOADS["digits_softmax"].quick()])[SOFTMAX]
 
 
-def test_json_then_table_from_stored(tmp_path, capsys):
+def test_json_then_table_from_stored(tmp_path, capsys, targets):
+    """The candidate is run; adam's summary is the committed baseline's (the same target and settings)."""
     out = str(tmp_path / "bench")
     args = ["bench", "--candidate", "optax:sgd", "--optimizers", "adam", *QUICK, "--out", out]
     assert cli.main([*args, "--json", "--no-figures"]) == 0
@@ -34,7 +42,7 @@ def test_json_then_table_from_stored(tmp_path, capsys):
         assert cell["steps_to_target"] is None or 0 <= cell["steps_to_target"] <= 8
         assert len(cell["steps_to_target_per_seed"]) == 2
         assert 0 <= cell["final_validation"] <= 1 and 0 <= cell["final_test"] <= 1
-        assert 0 <= cell["fraction_trials_reaching"] <= 1 and cell["target"] == 0.3
+        assert 0 <= cell["fraction_trials_reaching"] <= 1 and cell["target"] == targets
         assert cell["metric"] == "accuracy" and set(cell["best_hyperparameters"]) == names[name]
         assert cell["step_seconds"] > 0
     assert cli.main([*args, "--quiet", "--no-figures"]) == 0

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -153,3 +154,22 @@ def test_a_failed_write_warns_once_and_the_program_is_used(tmp_path):
         np.testing.assert_allclose(compile_and_run(5.0)[0, 0], 5 * np.tanh(14.0))
         compile_and_run(6.0)
     assert len(w) == 1
+
+
+def test_an_entry_left_without_its_access_time_is_removed_and_programs_are_saved_again(tmp_path):
+    """A process killed between JAX's two writes of an entry leaves it without its access time; JAX's
+    size limit then fails every later save (FileNotFoundError for that time). configure() removes it."""
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    (directory / "jit_f-0123abcd-cache").write_bytes(b"cut short")  # no jit_f-0123abcd-atime
+    (directory / "jit_g-4567-cache").write_bytes(b"whole")
+    (directory / "jit_g-4567-atime").write_bytes((0).to_bytes(8, "little"))
+    assert compile_cache.configure(str(directory)) == str(directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_compilation_cache_max_size", 10**9)  # the size limit that reads access times
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileCacheWarning)
+        compile_and_run(7.0)
+    names = set(os.listdir(directory))
+    assert "jit_f-0123abcd-cache" not in names and {"jit_g-4567-cache", "jit_g-4567-atime"} <= names
+    assert len([n for n in names if n.endswith("-cache")]) == 2  # the program compiled here was saved
