@@ -74,19 +74,22 @@ def configure(directory: str | None = None) -> str | None:
 
 
 def _remove_orphans(path: str) -> None:
-    """Remove entries without their access-time file: what a process killed between JAX's two writes
-    of an entry leaves (possibly cut short). JAX's size limit reads every entry's access time before it
-    saves a program, so one orphan would make every later save fail."""
+    """With JAX's size limit on (the only case where JAX writes access times), remove entries without
+    their access-time file: what a process killed between JAX's two writes of an entry leaves (possibly
+    cut short). The size limit reads every entry's access time before it saves a program, so one orphan
+    would make every later save fail. Done under JAX's own lock on the directory."""
+    if jax.config.jax_compilation_cache_max_size in (None, -1) or not _has_filelock():
+        return  # no size limit: entries have no access times, and none is an orphan
+    import filelock
+
     try:
-        names = set(os.listdir(path))
-    except OSError:
-        return
-    for name in names:
-        if name.endswith("-cache") and f"{name[:-len('-cache')]}-atime" not in names:
-            try:
-                os.unlink(os.path.join(path, name))
-            except OSError:
-                pass
+        with filelock.FileLock(os.path.join(path, ".lockfile"), timeout=5):
+            names = set(os.listdir(path))
+            for name in names:
+                if name.endswith("-cache") and f"{name[:-len('-cache')]}-atime" not in names:
+                    os.unlink(os.path.join(path, name))
+    except (OSError, filelock.Timeout):
+        pass  # another process holds the cache, or it cannot be changed: JAX's handling stays
 
 
 def _has_filelock() -> bool:

@@ -173,3 +173,17 @@ def test_an_entry_left_without_its_access_time_is_removed_and_programs_are_saved
     names = set(os.listdir(directory))
     assert "jit_f-0123abcd-cache" not in names and {"jit_g-4567-cache", "jit_g-4567-atime"} <= names
     assert len([n for n in names if n.endswith("-cache")]) == 2  # the program compiled here was saved
+
+
+def test_without_a_size_limit_entries_have_no_access_time_and_are_kept(tmp_path, monkeypatch):
+    """JAX writes access times only under its size limit: with the limit off, no entry is an orphan."""
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_MAX_SIZE", "-1")
+    jax.config.update("jax_compilation_cache_max_size", -1)
+    directory = tmp_path / "cache"
+    assert compile_cache.configure(str(directory)) == str(directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    compile_and_run(8.0)
+    saved = sorted(n for n in os.listdir(directory) if n.endswith("-cache"))
+    assert saved and not [n for n in os.listdir(directory) if n.endswith("-atime")]
+    compile_cache.configure(str(directory))  # as the next process does
+    assert sorted(n for n in os.listdir(directory) if n.endswith("-cache")) == saved
