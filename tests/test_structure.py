@@ -6,7 +6,7 @@ Read from the source with ``ast`` (nothing is imported), so a violation names th
 from __future__ import annotations
 
 import ast
-import fnmatch
+import glob
 import os
 import pathlib
 import tomllib
@@ -156,5 +156,8 @@ def test_every_data_file_in_the_package_is_installed():
         dirs[:] = [x for x in dirs if not x.startswith(".") and x != "__pycache__"]  # caches
         data += [os.path.relpath(os.path.join(d, n), ROOT) for n in names if not n.endswith((".py", ".tmp"))]
     assert data, "expected the bench's committed data files under lab/"
-    missed = [p for p in data if not any(fnmatch.fnmatchcase(p, pattern) for pattern in patterns)]
+    # glob as setuptools does: '*' does not cross '/' (fnmatch's would)
+    installed = {os.path.relpath(f, ROOT) for pattern in patterns
+                 for f in glob.glob(os.path.join(ROOT, pattern))}
+    missed = [p for p in data if p not in installed]
     assert not missed, f"not in [tool.setuptools.package-data]: {missed}"
