@@ -124,7 +124,7 @@ def _user_workloads(args) -> list:
             raise LabError(f"--workload: two workloads named {w.name!r} ({spec} and an earlier one)")
         own = target if target is not None else w.target
         if own is None:
-            own = user.stored_target(args.out, w, args.recompute)
+            own = user.stored_target(args.out, w, args.recompute, quick=args.quick)
         out.append(dataclasses.replace(w, target=own))
     return out
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -1,10 +1,12 @@
 """The committed targets and baseline summaries (``lab/bench/``) are complete and tied to the code as it
 is now, for the suite and its quick variants: what ``lab bench`` and the gallery figure read."""
 
+import json
+
 import pytest
 
-from lab.bench import baselines, suite
-from lab.bench.protocol import Settings
+from lab.bench import baselines, suite, targets
+from lab.bench.protocol import PROTOCOL_VERSION, Settings
 from lab.bench.workloads import WORKLOADS
 from lab.cli_bench import QUICK_BUDGET, QUICK_SEEDS
 
@@ -25,3 +27,24 @@ def test_the_committed_targets_and_baselines_are_current(tmp_path, quick):
     assert len(targets) == len(workloads), f"targets missing: {command}"
     missing = [f"{c.optimizer} on {c.workload.name}" for c in cells if c.summary is None]
     assert not missing, f"no committed summary for {', '.join(missing)}: {command}"
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+def test_the_committed_targets_were_set_by_the_procedure_as_it_is_now(quick):
+    """Each committed target records how it was set; that must be the procedure the code runs now (its
+    references, trials, seeds, window, slack, protocol version), or it is stale like a changed workload."""
+    path = baselines.QUICK_TARGETS_JSON if quick else targets.TARGETS_JSON
+    with open(path, encoding="utf-8") as f:
+        entries = json.load(f)["targets"]
+    references = baselines.QUICK_REFERENCES if quick else baselines.TARGET_REFERENCES
+    settings = baselines.QUICK_TARGET_SETTINGS if quick else baselines.TARGET_SETTINGS
+    within = baselines.QUICK_WITHIN if quick else baselines.TARGET_WITHIN
+    slack = baselines.QUICK_SLACK if quick else 0.0
+    for w in WORKLOADS.values():
+        w = w.quick() if quick else w
+        want = {"optimizers": list(references), "trials": settings.budget, "seeds": settings.seeds,
+                "within_steps": baselines.within_steps(w, within), "slack": slack,
+                "protocol": PROTOCOL_VERSION}
+        got = {k: entries[w.name][k] for k in want}
+        assert got == want, f"{w.name}: set another way than now; python scripts/bench_baselines.py " \
+                            f"{'--quick ' if quick else ''}--targets --recompute"

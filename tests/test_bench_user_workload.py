@@ -248,3 +248,23 @@ def test_stale_stored_target_is_refused(files, tmp_path, capsys):
         "0123456789ab" in err and "--recompute" in err
     assert sorted(os.listdir(out)) == ["targets.json"] and (out / "targets.json").read_bytes() == before
     assert user.stored_target(str(out), w, recompute=True) is None
+
+
+def test_a_stored_target_set_another_way_is_stale(files, tmp_path, capsys):
+    """Same workload, but the target was set by other references (or budget, window, slack, protocol)
+    than the procedure's now: refused like a changed workload, reused once it matches."""
+    out = tmp_path / "bench"
+    spec = f"npz:{files / 'tiny.npz'}"
+    w = user.workload(spec).quick()
+    how = baselines.QUICK_TARGET_SETTINGS
+    now = targets.target_entry(w, 0.5, list(baselines.QUICK_REFERENCES), how.budget, how.seeds,
+                               baselines.QUICK_SLACK, "today",
+                               within_steps=baselines.within_steps(w, baselines.QUICK_WITHIN))
+    user.save_targets(str(out), {w.name: now})
+    assert user.stored_target(str(out), w, quick=True) == 0.5
+    for changed in ({"optimizers": ["adam"]}, {"trials": 50}, {"within_steps": 2}, {"protocol": 1}):
+        user.save_targets(str(out), {w.name: now | changed})
+        field = next(iter(changed))
+        with pytest.raises(ValueError, match=f"tiny_quick: the target was computed another way \\({field}"):
+            user.stored_target(str(out), w, quick=True)
+        assert user.stored_target(str(out), w, recompute=True, quick=True) is None

@@ -161,6 +161,8 @@ def test_the_target_window_ends_on_an_evaluation_step():
     w = wl.WORKLOADS["digits_mlp"]  # 400 steps, evaluated every 4
     assert baselines.within_steps(w, 1 / 3) == 132 and baselines.within_steps(w, 1.0) == 400
     assert baselines.within_steps(w, 1e-6) == 4  # at least the first evaluation
+    odd = dataclasses.replace(w, steps=203, eval_every=2)  # evaluated at 0, 2, ..., 202 and 203
+    assert baselines.within_steps(odd, 1.0) == 203 and baselines.within_steps(odd, 0.999) == 202
     with pytest.raises(ValueError, match="within: expected a fraction in"):
         baselines.within_steps(w, 0)
 
@@ -183,7 +185,8 @@ def test_committed_targets_round_trip_and_are_refused_once_the_workload_changed(
     for bad, message in [({**entry, "metric": "loss"}, "metric 'loss', but it is 'accuracy'"),
                          ({k: v for k, v in entry.items() if k != "seeds"}, "field 'seeds' must be a int"),
                          ({**entry, "target": "high"}, "field 'target' must be a float"),
-                         ({**entry, "within_steps": 401}, "'within_steps' must be 1 to the workload's 400")]:
+                         ({**entry, "within_steps": 401}, "'within_steps' must be 1 to the workload's 400"),
+                         ({**entry, "protocol": 1}, "the target was set under protocol version 1, it is")]:
         with open(path, "w") as f:
             json.dump({"format": 1, "targets": {"digits_mlp": bad}}, f)
         with pytest.raises(ValueError, match=message):

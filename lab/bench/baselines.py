@@ -56,9 +56,12 @@ def load_targets(workloads: list[Workload]) -> dict[str, float]:
             entries = json.load(f)["targets"]
         for w in quick:
             entry = entries.get(w.name)
-            if entry is not None and entry["workload_identity"] != w.identity():
+            if entry is not None and (entry["workload_identity"] != w.identity()
+                                      or entry.get("protocol") != protocol.PROTOCOL_VERSION):
                 raise ValueError(f"{QUICK_TARGETS_JSON}: {w.name}: the target was set for workload identity "
-                                 f"{entry['workload_identity']}, it is now {w.identity()}; set it again "
+                                 f"{entry['workload_identity']} under protocol version "
+                                 f"{entry.get('protocol')}, it is now {w.identity()} under "
+                                 f"{protocol.PROTOCOL_VERSION}; set it again "
                                  f"(python scripts/bench_baselines.py --quick --targets)")
             if entry is not None:
                 found[w.name] = float(entry["target"])
@@ -78,10 +81,13 @@ def save_quick_targets(entries: dict[str, dict]) -> None:
 
 def within_steps(workload: Workload, fraction: float) -> int:
     """The last step of the first ``fraction`` (in (0, 1]) of ``workload``'s budget, rounded to an
-    evaluation step (at least the first)."""
+    evaluation step (at least the first, at most the last step: the whole budget for 1)."""
     if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
         raise ValueError(f"within: expected a fraction in (0, 1], got {fraction!r}")
-    return max(1, round(workload.steps * fraction / workload.eval_every)) * workload.eval_every
+    if fraction == 1:
+        return workload.steps
+    evaluations = max(1, round(workload.steps * fraction / workload.eval_every))
+    return min(workload.steps, evaluations * workload.eval_every)
 
 
 def compute_targets(workloads: list[Workload], *, references: tuple[str, ...] = TARGET_REFERENCES,

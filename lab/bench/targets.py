@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from lab.bench.protocol import PROTOCOL_VERSION
 from lab.bench.workloads import WORKLOADS, Workload
 from lab.sweep import SweepResult
 
@@ -28,7 +29,7 @@ TARGETS_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "targets
 FORMAT = 1
 # Every entry's fields: the target, what it is tied to, and how it was set.
 TARGET_FIELDS = {"target": float, "metric": str, "workload_identity": str, "optimizers": list, "trials": int,
-                 "seeds": int, "within_steps": int, "slack": float, "created": str}
+                 "seeds": int, "within_steps": int, "slack": float, "protocol": int, "created": str}
 
 
 def best_validation(workload: Workload, result: SweepResult, within: int | None = None) -> np.ndarray:
@@ -94,7 +95,7 @@ def target_entry(workload: Workload, target: float, optimizers: Sequence[str], t
     entry = {"target": float(target), "metric": workload.metric, "workload_identity": workload.identity(),
              "optimizers": list(optimizers), "trials": trials, "seeds": seeds,
              "within_steps": workload.steps if within_steps is None else within_steps, "slack": float(slack),
-             "created": created}
+             "protocol": PROTOCOL_VERSION, "created": created}
     _check_entry(workload.name, entry, workload, "target_entry")
     return entry
 
@@ -165,6 +166,9 @@ def _check_entry(name: str, entry, workload: Workload | None, where: str) -> Non
     if entry["workload_identity"] != workload.identity():
         raise ValueError(f"{where}: {name}: the target was set for workload identity "
                          f"{entry['workload_identity']}, it is now {workload.identity()}; set it again")
+    if entry["protocol"] != PROTOCOL_VERSION:
+        raise ValueError(f"{where}: {name}: the target was set under protocol version {entry['protocol']}, "
+                         f"it is now {PROTOCOL_VERSION}; set it again")
     if not 1 <= entry["within_steps"] <= workload.steps:
         raise ValueError(f"{where}: {name}: field 'within_steps' must be 1 to the workload's "
                          f"{workload.steps} steps, got {entry['within_steps']}")

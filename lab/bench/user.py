@@ -20,14 +20,14 @@ from collections.abc import Callable, Mapping
 
 from lab import specs
 from lab.bench import baselines
-from lab.bench.protocol import Settings
+from lab.bench.protocol import PROTOCOL_VERSION, Settings
 from lab.bench.workloads import WORKLOADS, Workload
 from lab.data import read_npz
 from lab.problems import Problem
 from lab.sweep import store
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_STEPS", "REFERENCES", "TARGETS_FILE", "TARGET_SETTINGS",
-           "compute_target", "procedure", "save_targets", "stored_target", "workload"]
+           "compute_target", "procedure", "provenance", "save_targets", "stored_target", "workload"]
 
 DEFAULT_STEPS, DEFAULT_BATCH_SIZE = 400, 64
 TARGETS_FILE = "targets.json"  # under the bench's results directory, beside summaries/
@@ -147,7 +147,16 @@ def _read(path: str) -> dict:
     return entries
 
 
-def stored_target(out: str, workload: Workload, recompute: bool = False) -> float | None:
+def provenance(workload: Workload, quick: bool = False) -> dict:
+    """The fields of a target entry that say how :func:`compute_target` sets it now: a stored target
+    whose fields differ was set another way, and is stale like one of a changed workload."""
+    how = procedure(quick)
+    return {"optimizers": list(how["references"]), "trials": how["settings"].budget,
+            "seeds": how["settings"].seeds, "within_steps": baselines.within_steps(workload, how["within"]),
+            "slack": float(how["slack"]), "protocol": PROTOCOL_VERSION}
+
+
+def stored_target(out: str, workload: Workload, recompute: bool = False, quick: bool = False) -> float | None:
     """The target stored for ``workload`` in ``out``/:data:`TARGETS_FILE`, or None (none stored, or
     one of another version of the workload with ``recompute``).
 
@@ -163,6 +172,13 @@ def stored_target(out: str, workload: Workload, recompute: bool = False) -> floa
     if isinstance(target, bool) or not isinstance(target, int | float) or not math.isfinite(target):
         raise ValueError(f"{path}: {workload.name}: target {target!r} is not a finite number; remove it "
                          f"to compute it again")
+    changed = {k: entry.get(k) for k, v in provenance(workload, quick).items() if entry.get(k) != v}
+    if changed and entry.get("workload_identity") == workload.identity():
+        if recompute:
+            return None
+        raise ValueError(f"{path}: {workload.name}: the target was computed another way ("
+                         f"{', '.join(f'{k} {v!r}' for k, v in changed.items())}); rerun with --recompute to "
+                         f"compute it again")
     if entry.get("workload_identity") != workload.identity():
         if recompute:
             return None

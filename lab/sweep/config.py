@@ -97,7 +97,7 @@ class SweepConfig:
             ``clip.max_norm`` (swept or fixed, any schedule) clips the gradient to that global norm
             before the optimizer (``optax.clip_by_global_norm``).
         first_seed: the first seed (default 0): a run's seed sets its initialization and its batch
-            order, so seeds from 1 repeat none of the runs of a sweep with seeds from 0.
+            order, so a sweep of seeds from ``k`` repeats none of the runs of a sweep of seeds below ``k``.
         identity: the SHA-256 of the optimizer's, the model's and the data's source (filled in).
     """
 
