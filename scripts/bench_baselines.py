@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     workloads = [WORKLOADS[n].quick() if args.quick else WORKLOADS[n] for n in args.workloads.split(",")]
     if args.targets:
-        settings = baselines.QUICK_TARGET_SETTINGS if args.quick else baselines.TARGET_SETTINGS
-        references = tuple(args.references.split(",")) if args.references else \
-            (baselines.QUICK_REFERENCES if args.quick else baselines.TARGET_REFERENCES)
+        how = baselines.procedure(args.quick)
+        if args.references:
+            how["references"] = tuple(args.references.split(","))
         for workload in workloads:  # one at a time: each is saved when done
             try:
                 have = baselines.load_targets([workload])
@@ -64,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             if workload.name in have and not args.recompute:
                 print(f"{workload.name}: target {have[workload.name]:g} (stored)", flush=True)
                 continue
-            found = baselines.compute_targets([workload], references=references, settings=settings,
-                                              within=baselines.QUICK_WITHIN if args.quick else
-                                              baselines.TARGET_WITHIN,
-                                              slack=baselines.QUICK_SLACK if args.quick else 0.0,
-                                              store_dir=os.path.join(args.work, "sweeps"))
+            found = baselines.compute_targets([workload], **how, store_dir=os.path.join(args.work, "sweeps"))
             if args.quick:
                 baselines.save_quick_targets(found)
             else:

@@ -36,15 +36,10 @@ def test_the_committed_targets_were_set_by_the_procedure_as_it_is_now(quick):
     path = baselines.QUICK_TARGETS_JSON if quick else targets.TARGETS_JSON
     with open(path, encoding="utf-8") as f:
         entries = json.load(f)["targets"]
-    references = baselines.QUICK_REFERENCES if quick else baselines.TARGET_REFERENCES
-    settings = baselines.QUICK_TARGET_SETTINGS if quick else baselines.TARGET_SETTINGS
-    within = baselines.QUICK_WITHIN if quick else baselines.TARGET_WITHIN
-    slack = baselines.QUICK_SLACK if quick else 0.0
     for w in WORKLOADS.values():
         w = w.quick() if quick else w
-        want = {"optimizers": list(references), "trials": settings.budget, "seeds": settings.seeds,
-                "within_steps": baselines.within_steps(w, within), "slack": slack,
-                "protocol": PROTOCOL_VERSION}
+        want = baselines.provenance(w, baselines.procedure(quick))
+        assert want["protocol"] == PROTOCOL_VERSION and want["trials"] == (4 if quick else 50)
         got = {k: entries[w.name][k] for k in want}
         assert got == want, f"{w.name}: set another way than now; python scripts/bench_baselines.py " \
                             f"{'--quick ' if quick else ''}--targets --recompute"

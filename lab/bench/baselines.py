@@ -26,8 +26,8 @@ from lab.bench.workloads import WORKLOADS, Workload
 from lab.sweep import run_sweep, store
 
 __all__ = ["BASELINES", "QUICK_REFERENCES", "QUICK_SLACK", "QUICK_TARGETS_JSON", "QUICK_TARGET_SETTINGS",
-           "QUICK_WITHIN", "TARGET_REFERENCES", "TARGET_SETTINGS", "TARGET_WITHIN",
-           "compute_targets", "load_targets", "save_quick_targets", "within_steps"]
+           "QUICK_WITHIN", "TARGET_REFERENCES", "TARGET_SETTINGS", "TARGET_WITHIN", "compute_targets",
+           "load_targets", "procedure", "provenance", "save_quick_targets", "within_steps"]
 
 # The committed baselines: the catalogue's six classic optimizers and four newer ones.
 BASELINES = ("sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad", "nadam", "lion", "schedule_free_adamw",
@@ -77,6 +77,25 @@ def save_quick_targets(entries: dict[str, dict]) -> None:
             old = json.load(f)["targets"]
     os.makedirs(BASELINES_DIR, exist_ok=True)
     store.save_json(QUICK_TARGETS_JSON, {"format": 1, "targets": dict(sorted((old | entries).items()))})
+
+
+def procedure(quick: bool = False) -> dict:
+    """How the suite's targets are set (:func:`compute_targets`' ``references``, ``settings``,
+    ``within`` and ``slack``): the full workloads', or the quick variants'."""
+    if quick:
+        return {"references": QUICK_REFERENCES, "settings": QUICK_TARGET_SETTINGS, "within": QUICK_WITHIN,
+                "slack": QUICK_SLACK}
+    return {"references": TARGET_REFERENCES, "settings": TARGET_SETTINGS, "within": TARGET_WITHIN,
+            "slack": 0.0}
+
+
+def provenance(workload: Workload, how: dict) -> dict:
+    """The fields of a target entry (:func:`lab.bench.targets.target_entry`) that say how it was set, as
+    procedure ``how`` (:func:`procedure`'s keys) sets it on ``workload``: an entry whose fields differ
+    was set another way."""
+    return {"optimizers": list(how["references"]), "trials": how["settings"].budget,
+            "seeds": how["settings"].seeds, "within_steps": within_steps(workload, how["within"]),
+            "slack": float(how["slack"]), "protocol": protocol.PROTOCOL_VERSION}
 
 
 def within_steps(workload: Workload, fraction: float) -> int:

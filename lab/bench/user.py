@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 
 from lab import specs
 from lab.bench import baselines
-from lab.bench.protocol import PROTOCOL_VERSION, Settings
+from lab.bench.protocol import Settings
 from lab.bench.workloads import WORKLOADS, Workload
 from lab.data import read_npz
 from lab.problems import Problem
@@ -118,8 +118,7 @@ def procedure(quick: bool = False) -> dict:
     :data:`lab.bench.baselines.TARGET_WITHIN` of the steps; for a ``quick`` variant, the suite's quick
     targets' (:data:`lab.bench.baselines.QUICK_REFERENCES`, their settings, window and slack)."""
     if quick:
-        return {"references": baselines.QUICK_REFERENCES, "settings": baselines.QUICK_TARGET_SETTINGS,
-                "within": baselines.QUICK_WITHIN, "slack": baselines.QUICK_SLACK}
+        return baselines.procedure(quick=True)
     return {"references": REFERENCES, "settings": TARGET_SETTINGS, "within": baselines.TARGET_WITHIN,
             "slack": 0.0}
 
@@ -150,10 +149,7 @@ def _read(path: str) -> dict:
 def provenance(workload: Workload, quick: bool = False) -> dict:
     """The fields of a target entry that say how :func:`compute_target` sets it now: a stored target
     whose fields differ was set another way, and is stale like one of a changed workload."""
-    how = procedure(quick)
-    return {"optimizers": list(how["references"]), "trials": how["settings"].budget,
-            "seeds": how["settings"].seeds, "within_steps": baselines.within_steps(workload, how["within"]),
-            "slack": float(how["slack"]), "protocol": PROTOCOL_VERSION}
+    return baselines.provenance(workload, procedure(quick))
 
 
 def stored_target(out: str, workload: Workload, recompute: bool = False, quick: bool = False) -> float | None:
